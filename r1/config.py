@@ -1,0 +1,176 @@
+"""ModelConfig: one flat dataclass for the DeepSeek-V3 family and the dense R1-Distill bases.
+
+Field names follow the Hugging Face `config.json` spellings so a config round-trips without a
+translation table for the common keys; the few keys that differ between families (e.g.
+`q_lora_rank: null` meaning "no query compression") are normalized in `from_hf`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ARCHS = ("deepseek_v3", "llama", "qwen2", "qwen3")
+ROPE_TYPES = ("default", "linear", "yarn", "llama3")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "llama"
+    vocab_size: int = 32000
+    hidden_size: int = 256
+    intermediate_size: int = 512
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 4
+    head_dim: int = 0  # dense: 0 = hidden_size // num_attention_heads
+    max_position_embeddings: int = 4096
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    # Normalized to {"rope_type": one of ROPE_TYPES, ...type-specific keys}; None = default RoPE.
+    rope_scaling: dict | None = None
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False  # Qwen2: bias on q/k/v projections
+    qk_norm: bool = False  # Qwen3: per-head RMSNorm on q and k before RoPE
+    hidden_act: str = "silu"
+    # --- Multi-head Latent Attention (DeepSeek-V3 §2.1.1) ---
+    q_lora_rank: int = 0  # 0 = no query compression (q_proj), else q_a_proj -> norm -> q_b_proj
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    rope_interleave: bool = True  # DeepSeek checkpoints store rope dims as interleaved pairs
+    # --- DeepSeekMoE (§2.1.2) ---
+    n_routed_experts: int = 0
+    n_shared_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    n_group: int = 1
+    topk_group: int = 1
+    scoring_func: str = "sigmoid"  # V3: sigmoid; V2: softmax
+    routed_scaling_factor: float = 1.0
+    norm_topk_prob: bool = True
+    first_k_dense_replace: int = 0
+    # --- Multi-Token Prediction (§2.2) ---
+    num_nextn_predict_layers: int = 0
+    # --- special tokens (informational; the tokenizer is authoritative) ---
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown HF keys, kept for round trips
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ConfigError(f"arch={self.arch!r} is not supported; choose one of {ARCHS}")
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.rope_scaling is not None:
+            rt = self.rope_scaling.get("rope_type", self.rope_scaling.get("type", "default"))
+            if rt not in ROPE_TYPES:
+                raise ConfigError(f"rope_scaling.rope_type={rt!r} is not supported; choose one of {ROPE_TYPES}")
+            if rt != "default" and "factor" not in self.rope_scaling:
+                raise ConfigError(f"rope_scaling of type {rt!r} needs a 'factor'")
+        if self.is_deepseek:
+            for name in ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim"):
+                if getattr(self, name) <= 0:
+                    raise ConfigError(f"DeepSeek-V3 (MLA) needs {name} > 0, got {getattr(self, name)}")
+            if self.qk_rope_head_dim % 2:
+                raise ConfigError(f"qk_rope_head_dim must be even for RoPE, got {self.qk_rope_head_dim}")
+            if self.n_routed_experts:
+                if not 0 < self.num_experts_per_tok <= self.n_routed_experts:
+                    raise ConfigError(
+                        f"num_experts_per_tok={self.num_experts_per_tok} must be in 1..n_routed_experts={self.n_routed_experts}")
+                if self.n_routed_experts % self.n_group:
+                    raise ConfigError(f"n_routed_experts={self.n_routed_experts} must divide into n_group={self.n_group} groups")
+                if not 0 < self.topk_group <= self.n_group:
+                    raise ConfigError(f"topk_group={self.topk_group} must be in 1..n_group={self.n_group}")
+                per_group = self.n_routed_experts // self.n_group
+                if self.n_group > 1 and self.topk_group * per_group < self.num_experts_per_tok:
+                    raise ConfigError(
+                        f"topk_group={self.topk_group} groups of {per_group} experts cannot supply num_experts_per_tok="
+                        f"{self.num_experts_per_tok} experts; raise topk_group or lower num_experts_per_tok")
+                if self.moe_intermediate_size <= 0:
+                    raise ConfigError("an MoE model needs moe_intermediate_size > 0")
+                if self.scoring_func not in ("sigmoid", "softmax"):
+                    raise ConfigError(f"scoring_func={self.scoring_func!r}: choose 'sigmoid' or 'softmax'")
+        else:
+            if self.num_attention_heads % self.num_key_value_heads:
+                raise ConfigError(
+                    f"num_attention_heads={self.num_attention_heads} must be a multiple of num_key_value_heads={self.num_key_value_heads}")
+            if self.head_dim == 0:
+                if self.hidden_size % self.num_attention_heads:
+                    raise ConfigError("hidden_size must divide by num_attention_heads, or set head_dim explicitly")
+                self.head_dim = self.hidden_size // self.num_attention_heads
+            if self.num_nextn_predict_layers:
+                raise ConfigError("MTP (num_nextn_predict_layers) is only defined for the deepseek_v3 arch")
+
+    # --- derived ---
+    @property
+    def is_deepseek(self) -> bool:
+        return self.arch == "deepseek_v3"
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    @property
+    def rope_dim(self) -> int:
+        return self.qk_rope_head_dim if self.is_deepseek else self.head_dim
+
+    @property
+    def rope_type(self) -> str:
+        if not self.rope_scaling:
+            return "default"
+        return self.rope_scaling.get("rope_type", self.rope_scaling.get("type", "default"))
+
+    @property
+    def softmax_scale(self) -> float:
+        """1/sqrt(d), times YaRN's mscale^2 correction (DeepSeek-V3 `MLA.__init__`)."""
+        d = self.qk_head_dim if self.is_deepseek else self.head_dim
+        scale = d ** -0.5
+        if self.rope_type == "yarn":
+            mscale_all_dim = self.rope_scaling.get("mscale_all_dim", 0)
+            factor = self.rope_scaling["factor"]
+            if mscale_all_dim and factor > 1:
+                m = 0.1 * mscale_all_dim * math.log(factor) + 1.0
+                scale *= m * m
+        return scale
+
+    def is_moe_layer(self, i: int) -> bool:
+        return self.is_deepseek and self.n_routed_experts > 0 and i >= self.first_k_dense_replace
+
+    def replace(self, **kw) -> "ModelConfig":
+        return dataclasses.replace(self, **kw)
+
+    # --- HF config.json ---
+    @classmethod
+    def from_hf(cls, d: dict, source: str = "config.json") -> "ModelConfig":
+        from r1.formats.hf_config import config_from_hf
+
+        return config_from_hf(d, source)
+
+    def to_hf(self) -> dict:
+        from r1.formats.hf_config import config_to_hf
+
+        return config_to_hf(self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        p = Path(path)
+        if p.is_dir():
+            p = p / "config.json"
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no config.json found") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{p}: not valid JSON ({e})") from None
+        return cls.from_hf(d, str(p))

@@ -1,0 +1,116 @@
+"""The decoder skeleton both families share: embed -> N x (attn + ffn, pre-norm) -> norm -> head.
+
+Families differ only in their attention and feed-forward modules, which subclasses build in
+`make_attention(i)` / `make_mlp(i)`. Parameter names follow the HF checkpoints
+(`model.layers.N.self_attn.q_proj.weight`, ...) so the name maps to HF are nearly identity.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from r1.config import ModelConfig
+from r1.model.cache import KVCache
+from r1.model.layers import PAD_POS, RMSNorm, Rotary, attention_allowed, positions_from_mask
+
+
+@dataclass
+class AttnContext:
+    """What every attention layer of one forward pass needs besides its input."""
+    cos: torch.Tensor  # (b, s, r/2)
+    sin: torch.Tensor  # (b, s, r/2)
+    mask: torch.Tensor  # (b, 1, s, t) bool, True = may attend
+    cache: KVCache | None
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, attn: nn.Module, mlp: nn.Module, dim: int, eps: float):
+        super().__init__()
+        self.input_layernorm = RMSNorm(dim, eps)
+        self.self_attn = attn
+        self.post_attention_layernorm = RMSNorm(dim, eps)
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor, ctx: AttnContext) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), ctx)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Backbone(nn.Module):
+    def __init__(self, cfg: ModelConfig, layers: list[nn.Module]):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(layers)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class CausalLM(nn.Module, abc.ABC):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        layers = [DecoderLayer(self.make_attention(i), self.make_mlp(i), cfg.hidden_size, cfg.rms_norm_eps)
+                  for i in range(cfg.num_hidden_layers)]
+        self.model = Backbone(cfg, layers)
+        self.rotary = Rotary(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    @abc.abstractmethod
+    def make_attention(self, i: int) -> nn.Module:
+        """The attention module of layer i (called during __init__, before self.model exists)."""
+
+    @abc.abstractmethod
+    def make_mlp(self, i: int) -> nn.Module:
+        """The feed-forward module of layer i."""
+
+    def context(self, input_ids: torch.Tensor, positions: torch.Tensor | None,
+                attention_mask: torch.Tensor | None, cache: KVCache | None) -> tuple[AttnContext, torch.Tensor]:
+        b, s = input_ids.shape
+        if positions is None:
+            if attention_mask is not None:
+                positions = positions_from_mask(attention_mask)
+            else:
+                start = cache.length if cache is not None else 0
+                positions = torch.arange(start, start + s, device=input_ids.device).expand(b, s)
+        new_key_pos = positions if attention_mask is None else positions.masked_fill(attention_mask == 0, PAD_POS)
+        if cache is not None:
+            cache.begin(positions)
+            cache.set_key_positions(new_key_pos)
+            key_pos = cache.key_pos[:, : cache.length + s]
+        else:
+            key_pos = new_key_pos
+        cos, sin = self.rotary(positions, self.model.embed_tokens.weight.dtype)
+        return AttnContext(cos, sin, attention_allowed(key_pos, positions), cache), positions
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                last_only: bool = False, return_hidden: bool = False):
+        """input_ids (b, s) -> logits (b, s, vocab), or (b, 1, vocab) with last_only.
+
+        positions (b, s) default to 0.. (or continue the cache); attention_mask (b, s) marks
+        real tokens of a left-padded batch. return_hidden also returns the final hidden states
+        before the norm (b, s, D), which the MTP modules consume.
+        """
+        ctx, _ = self.context(input_ids, positions, attention_mask, cache)
+        h = self.model.embed_tokens(input_ids)
+        for layer in self.model.layers:
+            h = layer(h, ctx)
+        if cache is not None:
+            cache.commit()
+        out = h[:, -1:] if last_only else h
+        logits = self.lm_head(self.model.norm(out))
+        return (logits, h) if return_hidden else logits
+
+    def init_weights(self, std: float = 0.02, generator: torch.Generator | None = None) -> None:
+        """Fresh weights for training from scratch: N(0, std) matrices, unit norms, zero biases."""
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                nn.init.normal_(p, 0.0, std, generator=generator)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+            else:
+                nn.init.ones_(p)
