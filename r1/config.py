@@ -174,3 +174,114 @@ class ModelConfig:
         except json.JSONDecodeError as e:
             raise ConfigError(f"{p}: not valid JSON ({e})") from None
         return cls.from_hf(d, str(p))
+
+
+# ---------------------------------------------------------------- presets
+_V3 = dict(
+    arch="deepseek_v3", vocab_size=129280, hidden_size=7168, intermediate_size=18432, moe_intermediate_size=2048,
+    num_hidden_layers=61, num_attention_heads=128, num_key_value_heads=128, q_lora_rank=1536, kv_lora_rank=512,
+    qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128, n_routed_experts=256, n_shared_experts=1,
+    num_experts_per_tok=8, n_group=8, topk_group=4, routed_scaling_factor=2.5, first_k_dense_replace=3,
+    num_nextn_predict_layers=1, max_position_embeddings=163840, rope_theta=10000.0, rms_norm_eps=1e-6,
+    rope_scaling={"rope_type": "yarn", "factor": 40.0, "original_max_position_embeddings": 4096, "beta_fast": 32,
+                  "beta_slow": 1, "mscale": 1.0, "mscale_all_dim": 1.0},
+    bos_token_id=0, eos_token_id=1)
+_QWEN25 = dict(arch="qwen2", max_position_embeddings=131072, rope_theta=10000.0, rms_norm_eps=1e-6,
+               bos_token_id=151646, eos_token_id=151643)
+_LLAMA31 = dict(arch="llama", vocab_size=128256, max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5,
+                rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 8192}, bos_token_id=128000, eos_token_id=128001)
+_TINY_DS = dict(
+    arch="deepseek_v3", vocab_size=512, hidden_size=64, intermediate_size=128, moe_intermediate_size=32,
+    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, q_lora_rank=0, kv_lora_rank=32,
+    qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_routed_experts=8, n_shared_experts=1,
+    num_experts_per_tok=2, n_group=2, topk_group=1, routed_scaling_factor=1.0, first_k_dense_replace=1,
+    num_nextn_predict_layers=1, max_position_embeddings=1024)
+_TINY_DENSE = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                   num_key_value_heads=2, max_position_embeddings=1024)
+
+# name -> ModelConfig keyword arguments. The R1-Distill figures are those of the published configs.
+PRESETS: dict[str, dict] = {
+    "deepseek-v3": _V3,
+    "deepseek-r1": _V3,  # R1 is trained on the V3 architecture, unchanged
+    "r1-distill-qwen-1.5b": dict(_QWEN25, vocab_size=151936, hidden_size=1536, intermediate_size=8960,
+                                 num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2),
+    "r1-distill-qwen-7b": dict(_QWEN25, vocab_size=152064, hidden_size=3584, intermediate_size=18944,
+                               num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4),
+    "r1-distill-qwen-14b": dict(_QWEN25, vocab_size=152064, hidden_size=5120, intermediate_size=13824,
+                                num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8,
+                                rope_theta=1e6, rms_norm_eps=1e-5),
+    "r1-distill-qwen-32b": dict(_QWEN25, vocab_size=152064, hidden_size=5120, intermediate_size=27648,
+                                num_hidden_layers=64, num_attention_heads=40, num_key_value_heads=8,
+                                rope_theta=1e6, rms_norm_eps=1e-5),
+    "r1-distill-llama-8b": dict(_LLAMA31, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                                num_attention_heads=32, num_key_value_heads=8),
+    "r1-distill-llama-70b": dict(_LLAMA31, hidden_size=8192, intermediate_size=28672, num_hidden_layers=80,
+                                 num_attention_heads=64, num_key_value_heads=8),
+    "r1-0528-qwen3-8b": dict(arch="qwen3", vocab_size=151936, hidden_size=4096, intermediate_size=12288,
+                             num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                             qk_norm=True, rope_theta=1e6, rms_norm_eps=1e-6, max_position_embeddings=131072,
+                             rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
+                             bos_token_id=151643, eos_token_id=151645),
+    "tiny-deepseek": _TINY_DS,
+    "tiny-llama": dict(_TINY_DENSE, arch="llama"),
+    "tiny-qwen2": dict(_TINY_DENSE, arch="qwen2", attention_bias=True, tie_word_embeddings=True),
+    "tiny-qwen3": dict(_TINY_DENSE, arch="qwen3", qk_norm=True, head_dim=32),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    kw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].items()}
+    kw.update(overrides)
+    return ModelConfig(**kw)
+
+
+# ---------------------------------------------------------------- accounting
+@dataclass
+class ParamReport:
+    total: int  # main model (embedding and head included), MTP excluded
+    activated: int  # per token: shared parts + top-k of each MoE layer's routed experts
+    embedding: int  # input embedding + output head (once if tied)
+    mtp_unique: int  # MTP modules without the embedding/head they share with the main model
+    mtp_activated: int
+    kv_elems_per_token_layer: int  # what this model caches per token and layer
+    kv_elems_naive_per_token_layer: int  # full multi-head K/V with the same heads (no MLA, no GQA)
+    num_layers: int
+
+    @property
+    def kv_ratio(self) -> float:
+        return self.kv_elems_naive_per_token_layer / self.kv_elems_per_token_layer
+
+    def kv_bytes_per_token(self, bytes_per_elem: float = 2.0) -> float:
+        return self.kv_elems_per_token_layer * self.num_layers * bytes_per_elem
+
+
+def count_params(cfg: ModelConfig) -> ParamReport:
+    """Counted from the module tree built on the meta device: no memory, no hard-coded figures."""
+    from r1.model import build_model
+
+    model = build_model(cfg, device="meta")
+    total = routed = mtp = mtp_routed = 0
+    for name, p in model.named_parameters():  # tied weights are yielded once
+        n = p.numel()
+        is_routed = ".mlp.experts." in name
+        if name.startswith("mtp."):
+            mtp += n
+            mtp_routed += n if is_routed else 0
+        else:
+            total += n
+            routed += n if is_routed else 0
+    frac = cfg.num_experts_per_tok / cfg.n_routed_experts if cfg.n_routed_experts else 0.0
+    embedding = model.model.embed_tokens.weight.numel() + (0 if cfg.tie_word_embeddings else model.lm_head.weight.numel())
+    if cfg.is_deepseek:
+        kv = cfg.kv_lora_rank + cfg.qk_rope_head_dim
+        naive = cfg.num_attention_heads * (cfg.qk_head_dim + cfg.v_head_dim)
+    else:
+        kv = 2 * cfg.num_key_value_heads * cfg.head_dim
+        naive = 2 * cfg.num_attention_heads * cfg.head_dim
+    return ParamReport(total=total, activated=round(total - routed + routed * frac), embedding=embedding,
+                       mtp_unique=mtp, mtp_activated=round(mtp - mtp_routed + mtp_routed * frac),
+                       kv_elems_per_token_layer=kv, kv_elems_naive_per_token_layer=naive,
+                       num_layers=cfg.num_hidden_layers)
