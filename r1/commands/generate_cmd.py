@@ -1,0 +1,141 @@
+"""`r1 run [MODEL] PROMPT` and `r1 chat [MODEL]`: generation from the terminal.
+
+Reasoning (what the model writes inside <think>...</think>) is kept apart from the answer:
+`run` prints only the answer unless --show-thinking; `chat` shows the thinking folded into one
+line once it is done (`/think` unfolds the last one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from r1.commands.common import parse_dtype, resolve_model
+from r1.engine.respond import respond
+from r1.engine.sampling import R1_TEMPERATURE, R1_TOP_P, SamplingParams
+
+
+def _load(args):
+    import r1
+
+    path = resolve_model(args.model)
+    return r1.load_model(path, dtype=parse_dtype(args.dtype)), r1.load_tokenizer(path)
+
+
+def _params(args) -> SamplingParams:
+    try:
+        return SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
+                              max_tokens=args.max_tokens, seed=args.seed, stop=args.stop or [])
+    except ValueError as e:
+        raise SystemExit(f"r1: {e}")
+
+
+def run_cmd(args: argparse.Namespace) -> int:
+    if len(args.args) == 1:
+        args.model, prompt = None, args.args[0]
+    elif len(args.args) == 2:
+        args.model, prompt = args.args
+    else:
+        raise SystemExit("r1 run: usage: r1 run [MODEL] PROMPT")
+    model, tok = _load(args)
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+        [{"role": "user", "content": prompt}]
+    console = Console(highlight=False)
+    streaming = not args.json
+
+    def on_delta(r: str, c: str) -> None:
+        if r and args.show_thinking:
+            console.print(Text(r, style="dim"), end="")
+        if c:
+            if args.show_thinking and not on_delta.answer_started:
+                console.print()
+            on_delta.answer_started = True
+            console.print(c, end="", markup=False)
+
+    on_delta.answer_started = False
+    turn = respond(model, tok, messages, _params(args), raw=args.raw, on_delta=on_delta if streaming else None)
+    if args.json:
+        print(json.dumps({"reasoning": turn.reasoning, "content": turn.content, "prompt_tokens": turn.prompt_tokens,
+                          "completion_tokens": turn.completion_tokens, "finish_reason": turn.finish_reason}))
+    else:
+        console.print()
+    return 0
+
+
+def chat_cmd(args: argparse.Namespace) -> int:
+    model, tok = _load(args)
+    params = _params(args)
+    console = Console(highlight=False)
+    history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
+    last_reasoning = ""
+    console.print(Text("r1 chat — /exit to quit, /clear to start over, /think to unfold the last thinking", style="dim"))
+    while True:
+        try:
+            line = input("› ") if sys.stdin.isatty() else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not line:  # EOF on a pipe
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line == "/exit":
+            break
+        if line == "/clear":
+            history = history[:1] if args.system else []
+            console.print(Text("(conversation cleared)", style="dim"))
+            continue
+        if line == "/think":
+            console.print(Text(last_reasoning or "(no thinking in the last answer)", style="dim"))
+            continue
+        history.append({"role": "user", "content": line})
+        thinking = Text(style="dim")
+        with Live(thinking, console=console, transient=True, refresh_per_second=8) as live:
+            def on_delta(r: str, c: str) -> None:
+                if r:  # show the tail of the thinking while it streams; it folds when done
+                    thinking.append(r)
+                    tail = thinking.plain[-400:]
+                    live.update(Text("thinking… " + tail.replace("\n", " "), style="dim"))
+                if c:
+                    on_delta.content.append(c)
+            on_delta.content = []
+            turn = respond(model, tok, history, params, on_delta=on_delta)
+        if turn.reasoning:
+            n = len(tok.encode(turn.reasoning))
+            console.print(Text(f"▸ Thought for {turn.seconds:.1f}s ({n} tokens) — /think to unfold", style="dim"))
+        console.print(turn.content, markup=False)
+        last_reasoning = turn.reasoning
+        # earlier turns keep only the answer; R1's template strips reasoning anyway
+        history.append({"role": "assistant", "content": turn.content})
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--system", help="system prompt (R1's guidance: leave it empty)")
+    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--temperature", type=float, default=R1_TEMPERATURE, help="0 = greedy (default %(default)s)")
+    p.add_argument("--top-p", type=float, default=R1_TOP_P)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", help="stop string (repeatable)")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("run", help="answer one prompt: r1 run [MODEL] PROMPT")
+    p.add_argument("args", nargs="+", metavar="[MODEL] PROMPT",
+                   help="a safetensors folder or .gguf file (default: the embedded model), then the prompt")
+    p.add_argument("--show-thinking", action="store_true", help="print the reasoning, dimmed, above the answer")
+    p.add_argument("--json", action="store_true", help="print {reasoning, content, prompt_tokens, completion_tokens}")
+    p.add_argument("--raw", action="store_true", help="no chat template: the prompt is the text to continue")
+    _common(p)
+    p.set_defaults(func=run_cmd)
+    c = sub.add_parser("chat", help="interactive chat with the thinking shown folded")
+    c.add_argument("model", nargs="?", help="a safetensors folder or .gguf file (default: the embedded model)")
+    _common(c)
+    c.set_defaults(func=chat_cmd)

@@ -1,0 +1,1 @@
+"""Generation: sampling, cached batched decoding, chat turns."""
