@@ -20,26 +20,43 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)
     ignore_eos: bool = False
+    n: int = 1  # completions per prompt (completion i uses seed + i)
+    logprobs: int | None = None  # None = off; k >= 0 = the sampled token's logprob + top-k alternatives
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in prompt or output (CTRL / HF)
+    presence_penalty: float = 0.0  # OpenAI: subtracted once from every token already generated
+    frequency_penalty: float = 0.0  # OpenAI: subtracted per occurrence in the generated text
+    thinking_budget: int | None = None  # max reasoning tokens, then </think> is forced
+    include_stop_str_in_output: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             self.stop = [self.stop]
-        if not (self.temperature >= 0):
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = disabled), got {self.top_k}")
-        if not 0 <= self.min_p < 1:
-            raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if any(not s for s in self.stop):
-            raise ValueError("stop strings must be non-empty")
+        checks = [
+            (self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}"),
+            (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
+            (self.top_k >= 0, f"top_k must be >= 0 (0 = disabled), got {self.top_k}"),
+            (0 <= self.min_p < 1, f"min_p must be in [0, 1), got {self.min_p}"),
+            (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
+            (all(isinstance(s, str) and s for s in self.stop), "stop strings must be non-empty strings"),
+            (self.n >= 1, f"n must be >= 1, got {self.n}"),
+            (self.logprobs is None or 0 <= self.logprobs <= 20, f"logprobs must be in 0..20, got {self.logprobs}"),
+            (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
+            (-2 <= self.presence_penalty <= 2, f"presence_penalty must be in [-2, 2], got {self.presence_penalty}"),
+            (-2 <= self.frequency_penalty <= 2, f"frequency_penalty must be in [-2, 2], got {self.frequency_penalty}"),
+            (self.thinking_budget is None or self.thinking_budget >= 0,
+             f"thinking_budget must be >= 0, got {self.thinking_budget}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def penalized(self) -> bool:
+        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 
 
 def filter_logits(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
@@ -61,14 +78,49 @@ def filter_logits(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
     return logits
 
 
+def apply_penalties(logits: torch.Tensor, p: SamplingParams, prompt_ids: list[int], output_ids: list[int]) -> torch.Tensor:
+    """One row (1, V): repetition penalty over prompt + output, presence/frequency over output."""
+    if not p.penalized:
+        return logits
+    logits = logits.float().clone()
+    if p.repetition_penalty != 1.0:
+        seen = torch.tensor(sorted(set(prompt_ids) | set(output_ids)), dtype=torch.long, device=logits.device)
+        vals = logits[0, seen]
+        logits[0, seen] = torch.where(vals > 0, vals / p.repetition_penalty, vals * p.repetition_penalty)
+    if output_ids and (p.presence_penalty or p.frequency_penalty):
+        counts = torch.bincount(torch.tensor(output_ids, device=logits.device), minlength=logits.shape[-1])[: logits.shape[-1]]
+        logits[0] -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0)
+    return logits
+
+
 def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]) -> torch.Tensor:
-    """logits (b, V) -> next tokens (b,). Rows may have different params and generators."""
+    """logits (b, V) -> next tokens (b,). Rows may have different params and generators.
+
+    Sampling draws through the exponential race (argmax of p / E with E ~ Exp(1)), which picks
+    token i with probability p_i and lets each row draw its noise from its own generator: a
+    seeded request samples the same tokens whatever else shares its batch."""
     out = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    greedy = [i for i, p in enumerate(params) if p.greedy]
+    if greedy:
+        idx = torch.tensor(greedy, device=logits.device)
+        out[idx] = logits[idx].argmax(-1)
     for i, (p, g) in enumerate(zip(params, generators)):
-        row = logits[i : i + 1]
         if p.greedy:
-            out[i] = row.argmax(-1)[0]
-        else:
-            probs = filter_logits(row, p).softmax(-1)
-            out[i] = torch.multinomial(probs, 1, generator=g)[0, 0]
+            continue
+        probs = filter_logits(logits[i : i + 1], p).softmax(-1)[0]
+        noise = torch.empty_like(probs).exponential_(generator=g)
+        out[i] = (probs / noise).argmax()
+    return out
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> list[dict]:
+    """Per row: logprob of the chosen token under the model's (unfiltered) distribution, and the
+    top-k alternatives -- what OpenAI's `logprobs`/`top_logprobs` report."""
+    lp = logits.float().log_softmax(-1)
+    chosen = lp.gather(1, tokens[:, None])[:, 0]
+    out = []
+    top_v, top_i = lp.topk(k, dim=-1) if k else (None, None)
+    for r in range(lp.shape[0]):
+        top = list(zip(top_i[r].tolist(), top_v[r].tolist())) if k else []
+        out.append({"token_id": int(tokens[r]), "logprob": float(chosen[r]), "top": top})
     return out

@@ -77,19 +77,16 @@ class CausalLM(nn.Module, abc.ABC):
                 start = cache.length if cache is not None else 0
                 positions = torch.arange(start, start + s, device=input_ids.device).expand(b, s)
         new_key_pos = positions if attention_mask is None else positions.masked_fill(attention_mask == 0, PAD_POS)
-        if cache is not None:
-            cache.begin(positions)
-            cache.set_key_positions(new_key_pos)
-            key_pos = cache.key_pos[:, : cache.length + s]
-        else:
-            key_pos = new_key_pos
+        key_pos = cache.begin(positions, new_key_pos) if cache is not None else new_key_pos
         cos, sin = self.rotary(positions, self.model.embed_tokens.weight.dtype)
         return AttnContext(cos, sin, attention_allowed(key_pos, positions), cache), positions
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                last_only: bool = False, return_hidden: bool = False):
-        """input_ids (b, s) -> logits (b, s, vocab), or (b, 1, vocab) with last_only.
+                last_only: bool = False, return_hidden: bool = False, logits_at: torch.Tensor | None = None):
+        """input_ids (b, s) -> logits (b, s, vocab); (b, 1, vocab) with last_only, or with
+        logits_at (b,) the logits of one chosen position per row (the head is the costliest
+        matmul of a small model, so prefill only pays for the rows that are sampled).
 
         positions (b, s) default to 0.. (or continue the cache); attention_mask (b, s) marks
         real tokens of a left-padded batch. return_hidden also returns the final hidden states
@@ -101,7 +98,10 @@ class CausalLM(nn.Module, abc.ABC):
             h = layer(h, ctx)
         if cache is not None:
             cache.commit()
-        out = h[:, -1:] if last_only else h
+        if logits_at is not None:
+            out = h[torch.arange(h.shape[0], device=h.device), logits_at][:, None]  # (b, 1, D)
+        else:
+            out = h[:, -1:] if last_only else h
         logits = self.lm_head(self.model.norm(out))
         return (logits, h) if return_hidden else logits
 

@@ -2,7 +2,8 @@
 
 Each attention layer decides what it caches (GQA: k and v; MLA: only the normalized latent and
 the roped key), so the cache stores named tensors per layer, all laid out (b, t, ...). The paged
-cache of the engine implements the same three calls (`begin`, `write`, `commit`).
+cache of the engine implements the same three calls (`begin`, `write`, `commit`), which is all
+the model knows of a cache.
 """
 from __future__ import annotations
 
@@ -19,19 +20,18 @@ class KVCache:
         self.key_pos = torch.full((batch, capacity), PAD_POS, dtype=torch.long, device=device)  # (b, t)
         self.layers: dict[int, dict[str, torch.Tensor]] = {}
 
-    def begin(self, positions: torch.Tensor) -> torch.Tensor:
-        """Reserve slots for a step's tokens; returns the key positions (b, t_total) to mask with."""
+    def begin(self, positions: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        """Reserve slots for a step's tokens at `positions` (b, s); `key_pos` (b, s) is what they
+        count as when attended to (PAD_POS for padding). Returns the key positions (b, t) of
+        everything cached plus this step, for the attention mask."""
         b, s = positions.shape
         if b != self.batch:
             raise ValueError(f"cache was made for batch {self.batch}, got a step with batch {b}")
         if self.length + s > self.capacity:
             raise ValueError(f"KV cache capacity {self.capacity} exceeded: {self.length} cached + {s} new tokens")
         self._pending = s
+        self.key_pos[:, self.length : self.length + s] = key_pos
         return self.key_pos[:, : self.length + s]
-
-    def set_key_positions(self, key_pos: torch.Tensor) -> None:
-        """Positions of the pending tokens as keys (PAD_POS for padding, which nobody may attend)."""
-        self.key_pos[:, self.length : self.length + self._pending] = key_pos
 
     def write(self, layer: int, **new: torch.Tensor) -> list[torch.Tensor]:
         """Store this step's tensors (b, s, ...) for `layer`; return all cached ones (b, t, ...)."""

@@ -1,0 +1,314 @@
+"""The engine: `LLMEngine` (add_request / step / abort, for servers and trainers) and `LLM`
+(batch `generate` and streaming, for scripts), in the spirit of vLLM / nano-vllm.
+
+step() = schedule -> run -> sample -> bookkeeping; each part lives in its own module.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from r1.engine.kv_cache import BlockManager, PagedKVCache
+from r1.engine.runner import ModelRunner
+from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_logprobs
+from r1.engine.scheduler import Scheduler
+from r1.engine.sequence import Sequence
+from r1.model.base import CausalLM
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+@dataclass
+class EngineConfig:
+    max_num_seqs: int = 64  # sequences decoded together
+    max_num_batched_tokens: int = 1024  # prefill tokens per step (longer prompts are chunked)
+    block_size: int = 16
+    num_blocks: int = 0  # 0 = from kv_cache_gb
+    kv_cache_gb: float = 0.5
+    kv_cache_dtype: str = "auto"  # "auto" (model dtype) | "int8"
+    prefix_caching: bool = True
+    max_model_len: int = 0  # 0 = the model's max_position_embeddings
+    max_waiting: int = 0  # 0 = unbounded; servers set a bound and answer 429 beyond it
+
+    def __post_init__(self) -> None:
+        for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kv_cache_dtype not in ("auto", "int8"):
+            raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r}: choose 'auto' or 'int8'")
+
+
+@dataclass
+class CompletionOutput:
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None  # None while running; "stop" | "length" | "abort"
+    text_delta: str = ""
+    token_ids_delta: list[int] = field(default_factory=list)
+    logprobs: list[dict] | None = None
+    logprobs_delta: list[dict] | None = None
+    reasoning_tokens: int = 0
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    prompt_token_ids: list[int]
+    outputs: list[CompletionOutput]
+    finished: bool
+    num_cached_tokens: int = 0
+    arrival_time: float = 0.0
+    first_token_time: float | None = None
+
+
+@dataclass
+class _Request:
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    seqs: list[Sequence]
+
+
+class QueueFull(RuntimeError):
+    """The waiting queue is at its bound: shed load (HTTP 429) instead of growing without limit."""
+
+
+class LLMEngine:
+    def __init__(self, model: CausalLM, tokenizer, config: EngineConfig | None = None):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.config = config = config or EngineConfig()
+        mcfg = model.config
+        self.max_model_len = min(config.max_model_len or mcfg.max_position_embeddings, mcfg.max_position_embeddings)
+        num_blocks = config.num_blocks or self._blocks_for(config.kv_cache_gb)
+        device = model.model.embed_tokens.weight.device
+        self.blocks = BlockManager(num_blocks, config.block_size, config.prefix_caching)
+        self.cache = PagedKVCache(num_blocks, config.block_size, device, config.kv_cache_dtype)
+        self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
+        self.runner = ModelRunner(model, self.cache)
+        self.requests: dict[str, _Request] = {}
+        self._seq_ids = itertools.count()
+        self.eos_ids = set(getattr(tokenizer, "eos_token_ids", None) or [])
+        close = tokenizer.encode(THINK_CLOSE) if tokenizer is not None else []
+        self.think_close_ids = close
+        self.stats = {"prompt_tokens": 0, "generation_tokens": 0, "cached_prompt_tokens": 0}
+
+    def _blocks_for(self, gb: float) -> int:
+        from r1.config import count_params
+
+        r = count_params(self.model.config)
+        per_token = r.kv_elems_per_token_layer * (r.num_layers + self.model.config.num_nextn_predict_layers)
+        bytes_per = 1 if self.config.kv_cache_dtype == "int8" else self.model.model.embed_tokens.weight.element_size()
+        return max(1, int(gb * 2**30 // (per_token * bytes_per * self.config.block_size)))
+
+    # ------------------------------------------------------------------ requests
+    def add_request(self, request_id: str, prompt: str | list[int], params: SamplingParams | None = None,
+                    think_in_prompt: bool | None = None) -> None:
+        """Queue a request. Anything wrong with it raises ValueError here, before it can touch
+        the running batch."""
+        params = params or SamplingParams()
+        if request_id in self.requests:
+            raise ValueError(f"request id {request_id!r} is already in use")
+        if self.config.max_waiting and len(self.scheduler.waiting) >= self.config.max_waiting:
+            raise QueueFull(f"{len(self.scheduler.waiting)} requests are waiting (limit {self.config.max_waiting})")
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        vocab = self.model.config.vocab_size
+        if not ids:
+            raise ValueError("the prompt is empty")
+        if min(ids) < 0 or max(ids) >= vocab:
+            raise ValueError(f"prompt has token ids outside the vocabulary [0, {vocab})")
+        if len(ids) + params.max_tokens > self.max_model_len:
+            raise ValueError(f"prompt ({len(ids)} tokens) + max_tokens ({params.max_tokens}) = "
+                             f"{len(ids) + params.max_tokens} exceeds the context length of {self.max_model_len} tokens")
+        need = self.blocks.blocks_needed(len(ids) + params.max_tokens)
+        if need > len(self.blocks.blocks):
+            raise ValueError(f"request needs {need} KV blocks but the whole cache has {len(self.blocks.blocks)}; "
+                             "raise kv_cache_gb or lower max_tokens")
+        if params.stop and self.tokenizer is None:
+            raise ValueError("stop strings need a tokenizer")
+        if think_in_prompt is None:
+            think_in_prompt = self._opens_reasoning(ids)
+        req = _Request(request_id, ids, params, [])
+        for i in range(params.n):
+            gen = None
+            if params.seed is not None:
+                gen = torch.Generator(device=self.runner.device).manual_seed(params.seed + i)
+            seq = Sequence(next(self._seq_ids), request_id, i, list(ids), params, generator=gen,
+                           in_reasoning=think_in_prompt)
+            if self.tokenizer is not None:
+                seq.detok = self.tokenizer.detokenizer(prompt_ids=ids)
+            req.seqs.append(seq)
+            self.scheduler.add(seq)
+        self.requests[request_id] = req
+        self.stats["prompt_tokens"] += len(ids)
+
+    def _opens_reasoning(self, ids: list[int]) -> bool:
+        if self.tokenizer is None:
+            return False
+        tail = self.tokenizer.decode(ids[-4:], skip_special_tokens=False)
+        return tail.rstrip().endswith(THINK_OPEN)
+
+    def abort(self, request_id: str) -> bool:
+        """Stop a request and free its blocks at once (a client went away)."""
+        req = self.requests.pop(request_id, None)
+        if req is None:
+            return False
+        for seq in req.seqs:
+            if not seq.is_finished:
+                seq.finish_reason = "abort"
+                self.scheduler.finish(seq)
+        return True
+
+    def has_unfinished(self) -> bool:
+        return bool(self.requests)
+
+    # ------------------------------------------------------------------ the step
+    def step(self) -> list[RequestOutput]:
+        batch = self.scheduler.schedule()
+        if batch is None:
+            return []
+        logits = self.runner.run(batch)
+        sampled_rows = [i for i, (s, e) in enumerate(zip(batch.seqs, batch.ends)) if e == len(s)]
+        for seq, end in zip(batch.seqs, batch.ends):
+            seq.num_computed = end
+            self.blocks.mark_computed(seq)
+        if not sampled_rows:  # only partial prefill chunks ran
+            return []
+        seqs = [batch.seqs[i] for i in sampled_rows]
+        rows = torch.tensor(sampled_rows, device=logits.device)
+        logits = logits[rows]
+        if any(s.params.penalized for s in seqs):
+            logits = torch.cat([apply_penalties(logits[i : i + 1], s.params, s.prompt_ids, s.output_ids)
+                                for i, s in enumerate(seqs)])
+        tokens = sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
+        lps = None
+        if any(s.params.logprobs is not None for s in seqs):
+            lps = token_logprobs(logits, tokens, max(s.params.logprobs or 0 for s in seqs))
+        touched: dict[str, _Request] = {}
+        now = time.monotonic()
+        for i, seq in enumerate(seqs):
+            tok = seq.forced.pop(0) if seq.forced else int(tokens[i])
+            if seq.first_token_time is None:
+                seq.first_token_time = now
+            self._append(seq, tok, lps[i] if lps and seq.params.logprobs is not None else None)
+            if seq.request_id in self.requests:
+                touched[seq.request_id] = self.requests[seq.request_id]
+        return [self._output(req) for req in touched.values()]
+
+    def _append(self, seq: Sequence, tok: int, lp: dict | None) -> None:
+        p = seq.params
+        if lp is not None:
+            k = p.logprobs or 0
+            seq.logprobs.append({**lp, "top": lp["top"][:k]})
+        if tok in p.stop_token_ids or (tok in self.eos_ids and not p.ignore_eos):
+            seq.stop_token = tok  # ends the text; counted in usage, not part of token_ids
+            self._finish(seq, "stop")
+            return
+        seq.output_ids.append(tok)
+        self.stats["generation_tokens"] += 1
+        if seq.detok is not None:
+            seq.text += seq.detok.step(tok)
+        if seq.in_reasoning:
+            closed = (len(self.think_close_ids) == 1 and tok == self.think_close_ids[0]) or THINK_CLOSE in seq.text[-64:]
+            if closed:
+                seq.in_reasoning = False
+            else:
+                seq.reasoning_tokens += 1
+                budget = p.thinking_budget
+                if budget is not None and seq.reasoning_tokens >= budget and not seq.forced:
+                    seq.forced = list(self.think_close_ids)
+        if p.stop:
+            tail = max(0, len(seq.text) - max(map(len, p.stop)) - 32)
+            hits = [(j, s) for s in p.stop if (j := seq.text.find(s, tail)) >= 0]
+            if hits:
+                j, s = min(hits)
+                seq.text = seq.text[: j + (len(s) if p.include_stop_str_in_output else 0)]
+                self._finish(seq, "stop", flush=False)  # what the detokenizer holds is past the stop
+                return
+        if len(seq.output_ids) >= p.max_tokens:
+            self._finish(seq, "length")
+
+    def _finish(self, seq: Sequence, reason: str, flush: bool = True) -> None:
+        seq.finish_reason = reason
+        if flush and seq.detok is not None:
+            seq.text += seq.detok.finish()
+        self.scheduler.finish(seq)
+
+    def _output(self, req: _Request) -> RequestOutput:
+        outs = []
+        for seq in req.seqs:
+            hold = 0
+            if seq.params.stop and not seq.is_finished:  # a stop string may be forming: hold it back
+                hold = max(map(len, seq.params.stop)) - 1
+            visible = max(seq.emitted_chars, len(seq.text) - hold)
+            text_delta = seq.text[seq.emitted_chars : visible]
+            seq.emitted_chars = visible
+            n = len(seq.output_ids)
+            ids_delta = seq.output_ids[seq.emitted_tokens :]
+            lp_delta = seq.logprobs[seq.emitted_tokens : n] if seq.params.logprobs is not None else None
+            seq.emitted_tokens = n
+            outs.append(CompletionOutput(
+                seq.index, seq.text[:visible], list(seq.output_ids), seq.finish_reason, text_delta, ids_delta,
+                seq.logprobs[:n] if seq.params.logprobs is not None else None, lp_delta, seq.reasoning_tokens))
+        finished = all(s.is_finished for s in req.seqs)
+        if finished:
+            self.requests.pop(req.request_id, None)
+        first = [s.first_token_time for s in req.seqs if s.first_token_time is not None]
+        return RequestOutput(req.request_id, req.prompt_ids, outs, finished, req.seqs[0].num_cached_prompt,
+                             req.seqs[0].arrival, min(first) if first else None)
+
+
+class LLM:
+    """Offline use: `LLM(path).generate(prompts, SamplingParams(...))`."""
+
+    def __init__(self, model: str | Path | CausalLM, tokenizer=None, dtype: torch.dtype = torch.float32,
+                 device: str = "cpu", **engine_config):
+        import r1
+
+        if isinstance(model, (str, Path)):
+            tokenizer = tokenizer or r1.load_tokenizer(model)
+            model = r1.load_model(model, dtype=dtype, device=device)
+        self.tokenizer = tokenizer
+        self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine_config))
+        self._ids = itertools.count()
+
+    def generate(self, prompts: str | list[int] | list[str] | list[list[int]],
+                 params: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
+        single = isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int))
+        prompts = [prompts] if single else list(prompts)
+        params = params if isinstance(params, list) else [params or SamplingParams()] * len(prompts)
+        ids = []
+        for prompt, p in zip(prompts, params):
+            rid = f"gen-{next(self._ids)}"
+            self.engine.add_request(rid, prompt, p)
+            ids.append(rid)
+        done: dict[str, RequestOutput] = {}
+        while len(done) < len(ids):
+            for out in self.engine.step():
+                if out.finished:
+                    done[out.request_id] = out
+        return [done[r] for r in ids]
+
+    def stream(self, prompt: str | list[int], params: SamplingParams | None = None) -> Iterator[RequestOutput]:
+        """Yield this request's outputs (with text/token deltas) as they come; other requests
+        already queued on the engine keep running alongside."""
+        rid = f"stream-{next(self._ids)}"
+        self.engine.add_request(rid, prompt, params)
+        try:
+            while True:
+                for out in self.engine.step():
+                    if out.request_id == rid:
+                        yield out
+                        if out.finished:
+                            return
+        finally:
+            self.engine.abort(rid)
+
+    def chat(self, messages: list[dict], params: SamplingParams | None = None) -> RequestOutput:
+        prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+        return self.generate([self.tokenizer.encode(prompt)], params)[0]

@@ -1,0 +1,245 @@
+"""Paged KV cache: fixed-size blocks with reference counts and prefix caching.
+
+Memory (BlockManager) decides which physical block holds which tokens of which sequence;
+storage (PagedKVCache) holds the tensors; PagedStep is the view one forward pass gets, which
+speaks the model's cache protocol (begin / write / commit). Storage is per layer and per
+cached name, laid out (num_blocks * block_size, ...): GQA layers store k and v, MLA layers only
+the normalized latent and the roped key (DeepSeek-V3 eq. 1-3: c_KV and k_R).
+
+Prefix caching: a full block is identified by the hash of its tokens chained with the hash of
+the blocks before it, so equal prefixes share blocks. A block is only reused once its KV has
+actually been computed -- a sibling admitted in the same step as the sequence that will compute
+it waits one step instead (the scheduler asks `waits_for_prefix`). GRPO samples G completions of
+one prompt, so the prompt is computed once and shared G ways.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+
+from r1.engine.sequence import Sequence
+from r1.model.layers import PAD_POS
+
+
+@dataclass
+class Block:
+    ref: int = 0
+    hash: int | None = None
+    computed: bool = False
+
+
+class BlockManager:
+    def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool = True):
+        if num_blocks < 1 or block_size < 1:
+            raise ValueError(f"need num_blocks >= 1 and block_size >= 1, got {num_blocks}, {block_size}")
+        self.block_size, self.prefix_caching = block_size, prefix_caching
+        self.blocks = [Block() for _ in range(num_blocks)]
+        self.free: deque[int] = deque(range(num_blocks))
+        self.by_hash: dict[int, int] = {}
+        self.hits = self.queries = 0  # prefix-cache statistics, in blocks
+
+    # -- accounting
+    @property
+    def num_free(self) -> int:
+        return len(self.free)
+
+    @property
+    def usage(self) -> float:
+        return 1.0 - len(self.free) / len(self.blocks)
+
+    def blocks_needed(self, n_tokens: int) -> int:
+        return -(-n_tokens // self.block_size)
+
+    def _hashes(self, ids: list[int]) -> list[int]:
+        out, h = [], 0
+        for i in range(len(ids) // self.block_size):
+            h = hash((h, tuple(ids[i * self.block_size : (i + 1) * self.block_size])))
+            out.append(h)
+        return out
+
+    def _take(self, bid: int | None = None) -> int:
+        if bid is None:
+            bid = self.free.popleft()
+        else:
+            self.free.remove(bid)
+        b = self.blocks[bid]
+        if b.hash is not None and self.by_hash.get(b.hash) == bid:  # recycled: forget old content
+            del self.by_hash[b.hash]
+        b.hash, b.computed, b.ref = None, False, 1
+        return bid
+
+    # -- prefix cache lookups
+    def _cached_prefix(self, seq: Sequence) -> tuple[list[int], list[int], bool]:
+        """(hashes of the full blocks, ids of leading blocks already computed, whether a leading
+        block is registered but still being computed by another sequence)."""
+        ids = seq.all_ids
+        hashes = self._hashes(ids) if self.prefix_caching else []
+        hit: list[int] = []
+        for h in hashes:
+            bid = self.by_hash.get(h)
+            if bid is None:
+                return hashes, hit, False
+            if not self.blocks[bid].computed:
+                return hashes, hit, True
+            hit.append(bid)
+        return hashes, hit, False
+
+    def waits_for_prefix(self, seq: Sequence) -> bool:
+        return self._cached_prefix(seq)[2]
+
+    def can_allocate(self, seq: Sequence) -> bool:
+        _, hit, _ = self._cached_prefix(seq)
+        reusable_free = sum(1 for b in hit if self.blocks[b].ref == 0)
+        return self.blocks_needed(len(seq)) - len(hit) + reusable_free <= self.num_free
+
+    # -- lifecycle
+    def allocate(self, seq: Sequence) -> None:
+        """Blocks for all of seq's current tokens; leading blocks come from the prefix cache."""
+        assert not seq.block_table, "allocate() on a sequence that holds blocks"
+        hashes, hit, _ = self._cached_prefix(seq)
+        if len(hit) * self.block_size >= len(seq):
+            hit = hit[:-1]  # keep at least one token to compute: its logits start the decode
+        self.queries += len(hashes)
+        self.hits += len(hit)
+        for bid in hit:
+            if self.blocks[bid].ref == 0:
+                self.free.remove(bid)
+            self.blocks[bid].ref += 1
+        seq.block_table = list(hit)
+        for i in range(len(hit), self.blocks_needed(len(seq))):
+            bid = self._take()
+            seq.block_table.append(bid)
+            if i < len(hashes):  # a full block: findable by later sequences once computed
+                self.blocks[bid].hash = hashes[i]
+                self.by_hash.setdefault(hashes[i], bid)
+        seq.num_computed = len(hit) * self.block_size
+
+    def can_append(self, seq: Sequence, n: int = 1) -> bool:
+        return self.blocks_needed(len(seq) + n - 1) - len(seq.block_table) <= self.num_free
+
+    def append_slots(self, seq: Sequence, n: int = 1) -> None:
+        """Make room for n more tokens of seq (one for plain decode, more when speculating)."""
+        while len(seq.block_table) < self.blocks_needed(len(seq) + n - 1):
+            seq.block_table.append(self._take())
+
+    def mark_computed(self, seq: Sequence) -> None:
+        """After a forward pass: register the full blocks seq has computed by now."""
+        n_full = seq.num_computed // self.block_size
+        if not n_full:
+            return
+        hashes = self._hashes(seq.all_ids[: n_full * self.block_size]) if self.prefix_caching else []
+        for i, bid in enumerate(seq.block_table[:n_full]):
+            b = self.blocks[bid]
+            if b.computed:
+                continue
+            b.computed = True
+            if hashes:
+                b.hash = hashes[i]
+                self.by_hash.setdefault(hashes[i], bid)
+
+    def free_seq(self, seq: Sequence) -> None:
+        for bid in reversed(seq.block_table):  # tail blocks first back in line: least reusable
+            b = self.blocks[bid]
+            b.ref -= 1
+            if b.ref == 0:
+                if not b.computed:  # half-written: never let a lookup find it
+                    if b.hash is not None and self.by_hash.get(b.hash) == bid:
+                        del self.by_hash[b.hash]
+                    b.hash = None
+                self.free.append(bid)
+        seq.block_table = []
+        seq.num_computed = 0
+
+
+class PagedKVCache:
+    """Tensor storage. kv_dtype "int8" stores each cached vector as int8 with one fp32 scale per
+    token and name (symmetric absmax), dequantized when read: a 4x (fp32) / 2x (bf16) smaller cache."""
+
+    def __init__(self, num_blocks: int, block_size: int, device: torch.device | str, kv_dtype: str = "auto"):
+        if kv_dtype not in ("auto", "int8"):
+            raise ValueError(f"kv_cache_dtype {kv_dtype!r}: choose 'auto' (model dtype) or 'int8'")
+        self.num_slots, self.block_size, self.device, self.kv_dtype = num_blocks * block_size, block_size, device, kv_dtype
+        self.store: dict[tuple[int, str], torch.Tensor] = {}
+        self.scales: dict[tuple[int, str], torch.Tensor] = {}
+
+    def write(self, layer: int, name: str, x: torch.Tensor, slots: torch.Tensor) -> None:
+        """x (n, ...) -> storage rows `slots` (n,)."""
+        key = (layer, name)
+        if self.kv_dtype == "int8":
+            flat = x.reshape(x.shape[0], -1).float()
+            scale = flat.abs().amax(-1).clamp(min=1e-8) / 127.0
+            q = (flat / scale[:, None]).round().clamp(-127, 127).to(torch.int8).view(x.shape)
+            if key not in self.store:
+                self.store[key] = torch.zeros((self.num_slots, *x.shape[1:]), dtype=torch.int8, device=self.device)
+                self.scales[key] = torch.ones(self.num_slots, dtype=torch.float32, device=self.device)
+                self.dtype = x.dtype
+            self.store[key][slots] = q
+            self.scales[key][slots] = scale
+            return
+        if key not in self.store:
+            self.store[key] = torch.zeros((self.num_slots, *x.shape[1:]), dtype=x.dtype, device=self.device)
+        self.store[key][slots] = x
+
+    def read(self, layer: int, name: str, index: torch.Tensor) -> torch.Tensor:
+        """index (b, t) of storage rows -> (b, t, ...)."""
+        key = (layer, name)
+        x = self.store[key][index]
+        if self.kv_dtype == "int8":
+            s = self.scales[key][index].view(*index.shape, *([1] * (x.dim() - 2)))
+            return (x.float() * s).to(self.dtype)
+        return x
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in [*self.store.values(), *self.scales.values()])
+
+
+class PagedStep:
+    """The cache as one forward pass sees it: new tokens go to `slots` (b, s) (-1 = padding),
+    attention reads `index` (b, t) whose positions are `key_pos` (b, t) (PAD_POS = nothing)."""
+
+    def __init__(self, cache: PagedKVCache, slots: torch.Tensor, index: torch.Tensor, key_pos: torch.Tensor):
+        self.cache, self.index, self.key_pos = cache, index, key_pos
+        valid = slots >= 0
+        self._where = valid.nonzero(as_tuple=True)  # which (row, col) of the step are real tokens
+        self._slots = slots[valid]
+
+    def begin(self, positions: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        return self.key_pos
+
+    def write(self, layer: int, **new: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for name, x in new.items():  # x (b, s, ...)
+            self.cache.write(layer, name, x[self._where], self._slots)
+            out.append(self.cache.read(layer, name, self.index))
+        return out
+
+    def commit(self) -> None:
+        pass
+
+
+def build_step(cache: PagedKVCache, seqs: list[Sequence], starts: list[int], ends: list[int],
+               device) -> tuple[PagedStep, torch.Tensor, torch.Tensor]:
+    """Batch tensors for computing tokens [start, end) of each sequence: returns the cache view,
+    input ids (b, s) and positions (b, s), right-padded."""
+    bs = cache.block_size
+    b, s = len(seqs), max(e - st for st, e in zip(starts, ends))
+    t = max(ends)
+    ids = torch.zeros((b, s), dtype=torch.long)
+    pos = torch.zeros((b, s), dtype=torch.long)
+    slots = torch.full((b, s), -1, dtype=torch.long)
+    index = torch.zeros((b, t), dtype=torch.long)
+    key_pos = torch.full((b, t), PAD_POS, dtype=torch.long)
+    for i, (seq, st, e) in enumerate(zip(seqs, starts, ends)):
+        table = torch.tensor(seq.block_table, dtype=torch.long)
+        n = e - st
+        ids[i, :n] = torch.tensor(seq.all_ids[st:e], dtype=torch.long)
+        p = torch.arange(st, e)
+        pos[i, :n] = p
+        slots[i, :n] = table[p // bs] * bs + p % bs
+        k = torch.arange(e)
+        index[i, :e] = table[k // bs] * bs + k % bs
+        key_pos[i, :e] = k
+    step = PagedStep(cache, slots.to(device), index.to(device), key_pos.to(device))
+    return step, ids.to(device), pos.to(device)
