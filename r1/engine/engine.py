@@ -192,15 +192,16 @@ class LLMEngine:
         touched: dict[str, _Request] = {}
         now = time.monotonic()
         for i, seq in enumerate(seqs):
-            tok = seq.forced.pop(0) if seq.forced else int(tokens[i])
+            forced = bool(seq.forced)
+            tok = seq.forced.pop(0) if forced else int(tokens[i])
             if seq.first_token_time is None:
                 seq.first_token_time = now
-            self._append(seq, tok, lps[i] if lps and seq.params.logprobs is not None else None)
+            self._append(seq, tok, lps[i] if lps and seq.params.logprobs is not None else None, forced)
             if seq.request_id in self.requests:
                 touched[seq.request_id] = self.requests[seq.request_id]
         return [self._output(req) for req in touched.values()]
 
-    def _append(self, seq: Sequence, tok: int, lp: dict | None) -> None:
+    def _append(self, seq: Sequence, tok: int, lp: dict | None, forced: bool = False) -> None:
         p = seq.params
         if lp is not None:
             k = p.logprobs or 0
@@ -217,7 +218,7 @@ class LLMEngine:
             closed = (len(self.think_close_ids) == 1 and tok == self.think_close_ids[0]) or THINK_CLOSE in seq.text[-64:]
             if closed:
                 seq.in_reasoning = False
-            else:
+            elif not forced:  # the forced </think> itself is not reasoning
                 seq.reasoning_tokens += 1
                 budget = p.thinking_budget
                 if budget is not None and seq.reasoning_tokens >= budget and not seq.forced:

@@ -1,0 +1,43 @@
+"""Verifiable reasoning tasks: generators with disjoint train/test splits, graders, traces.
+
+`TASKS` maps a family name to its module path; modules are imported on first use so a
+family with an optional dependency (math-verify for `math`) costs nothing until asked for.
+Each family module follows the API described in `r1.tasks.base`.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from r1.tasks.base import SPLITS, Problem, TaskFamily, generate_many, split_of
+
+TASKS: dict[str, str] = {
+    "arithmetic": "r1.tasks.arithmetic",
+    "countdown": "r1.tasks.countdown",
+    "equations": "r1.tasks.equations",
+    "letters": "r1.tasks.letters",
+    "sorting": "r1.tasks.sorting",
+    # Problems from a user's JSONL file (GSM8K, MATH-500, AIME), graded with math-verify.
+    "math": "r1.tasks.mathqa",
+    # Programming problems graded by running tests in r1.sandbox (owned with the sandbox).
+    "code": "r1.tasks.code",
+}
+
+# Families that `generate` problems (the others load them from files).
+GENERATED: tuple[str, ...] = ("arithmetic", "countdown", "equations", "letters", "sorting")
+
+
+def get_task(name: str) -> ModuleType:
+    """The family module registered as `name`."""
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))} "
+                       "(or pass a .jsonl path to the evaluation harness)")
+    try:
+        return importlib.import_module(TASKS[name])
+    except ModuleNotFoundError as e:
+        if e.name == TASKS[name]:
+            raise KeyError(f"task {name!r} is registered but its module {TASKS[name]} is not installed") from e
+        raise
+
+
+__all__ = ["TASKS", "GENERATED", "SPLITS", "Problem", "TaskFamily", "generate_many", "get_task", "split_of"]

@@ -1,0 +1,76 @@
+"""Training data from the task families: curricula, RL prompts, cold-start SFT and pretraining text.
+
+Records are plain dicts so they drop into a trainer (or a `datasets.Dataset`) as they are:
+RL records carry the columns the rewards read (`Problem.to_columns()`); SFT records add the
+target completion written from the family's worked trace.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from r1.tasks import get_task
+from r1.tasks.base import Problem
+from r1.tasks.prompting import STYLES, r1_zero_prompt, sft_completion, user_message
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """Difficulty rises linearly from `start` to `end` over training; `held_out` (above `end`)
+    is the harder split kept for evaluation only."""
+    start: int = 1
+    end: int = 3
+    held_out: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.start <= self.end:
+            raise ValueError(f"need 1 <= start <= end, got start={self.start}, end={self.end}")
+        if self.held_out <= self.end:
+            raise ValueError(f"held_out difficulty ({self.held_out}) must be above the curriculum's end ({self.end}), "
+                             "or it is not held out")
+
+    def difficulty_at(self, progress: float) -> int:
+        """Difficulty for training progress in [0, 1] (0 = first step)."""
+        if not 0.0 <= progress <= 1.0:
+            raise ValueError(f"progress must be in [0, 1], got {progress}")
+        levels = self.end - self.start + 1
+        return self.start + min(levels - 1, int(progress * levels))
+
+
+def rl_records(task: str, n: int, seed: int = 0, split: str = "train", difficulty: int = 1,
+               curriculum: Curriculum | None = None, style: str = "chat") -> list[dict[str, Any]]:
+    """Prompts plus grading columns. With a curriculum, record i gets the difficulty for
+    progress i/n (so a trainer reading in order sees problems get harder)."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    fam = get_task(task)
+    out = []
+    for i in range(n):
+        d = curriculum.difficulty_at(i / max(n, 1)) if curriculum else difficulty
+        if d > fam.MAX_DIFFICULTY:
+            raise ValueError(f"{task} has difficulties 1..{fam.MAX_DIFFICULTY}, asked for {d}")
+        p = fam.generate(seed + i, split, d)
+        prompt = user_message(p) if style == "chat" else r1_zero_prompt(p)
+        out.append({"prompt": prompt, **p.to_columns(), "difficulty": d})
+    return out
+
+
+def sft_records(task: str, n: int, seed: int = 0, difficulty: int = 1, style: str = "chat",
+                think_in_prompt: bool = True) -> list[dict[str, Any]]:
+    """Cold-start SFT pairs: the prompt and a completion with the worked reasoning and answer."""
+    out = []
+    for rec in rl_records(task, n, seed=seed, split="train", difficulty=difficulty, style=style):
+        p = Problem.from_columns(rec["task"], rec["question"], rec["answer"], rec["meta"], rec["problem_id"])
+        rec["completion"] = sft_completion(p, get_task(task).trace(p), style=style, think_in_prompt=think_in_prompt)
+        out.append(rec)
+    return out
+
+
+def pretraining_text(tasks: list[str], n_per_task: int, seed: int = 0, difficulties: tuple[int, ...] = (1, 2, 3)) -> Iterator[str]:
+    """Question, worked reasoning and answer as running text, for pretraining mixtures. Only the
+    train split is used, so held-out test problems never leak into pretraining."""
+    for task in tasks:
+        fam = get_task(task)
+        for i in range(n_per_task):
+            p = fam.generate(seed + i, "train", difficulties[i % len(difficulties)])
+            yield f"Question: {p.prompt}\nSolution: {fam.trace(p)}\nAnswer: {p.answer}\n"

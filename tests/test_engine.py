@@ -1,0 +1,167 @@
+"""Engine: paged == contiguous, continuous batching, prefix cache, preemption, abort, limits."""
+import os
+
+import pytest
+import torch
+
+from r1.config import preset
+from r1.engine.engine import EngineConfig, LLMEngine
+from r1.engine.generate import generate
+from r1.engine.sampling import SamplingParams
+from r1.model import build_model
+
+
+def tiny(name, seed=0):
+    torch.manual_seed(seed)
+    m = build_model(preset(name, vocab_size=256))
+    m.init_weights(std=0.1)
+    return m.eval()
+
+
+@pytest.fixture(scope="module", params=["tiny-deepseek", "tiny-qwen3"])
+def model(request):
+    return tiny(request.param)
+
+
+def prompts(n, seed=0, lo=3, hi=40):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, 256, (int(torch.randint(lo, hi, (1,), generator=g)),), generator=g).tolist()
+            for _ in range(n)]
+
+
+def run(engine, reqs):
+    """reqs: list of (prompt, params); returns token ids per request, in order."""
+    for i, (p, sp) in enumerate(reqs):
+        engine.add_request(str(i), p, sp)
+    out = {}
+    while engine.has_unfinished():
+        for o in engine.step():
+            if o.finished:
+                out[o.request_id] = o
+    return [out[str(i)] for i in range(len(reqs))]
+
+
+def test_paged_engine_equals_contiguous_generate(model):
+    ps = prompts(5)
+    sp = SamplingParams(temperature=0, max_tokens=12)
+    want = [c.token_ids for c in generate(model, ps, sp)]
+    got = [o.outputs[0].token_ids for o in run(LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=64)),
+                                               [(p, sp) for p in ps])]
+    assert got == want
+
+
+def test_continuous_batching_matches_running_alone_with_seeds(model):
+    ps = prompts(6, seed=1)
+    sps = [SamplingParams(temperature=0.9, top_p=0.9, max_tokens=10 + i, seed=100 + i) for i in range(6)]
+    alone = [run(LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=64)), [(p, sp)])[0].outputs[0].token_ids
+             for p, sp in zip(ps, sps)]
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=128, max_num_batched_tokens=24))
+    done, added = {}, 0
+    while added < 6 or eng.has_unfinished():
+        if added < 6:  # requests join while others are mid-decode
+            eng.add_request(str(added), ps[added], sps[added])
+            added += 1
+        for o in eng.step():
+            if o.finished:
+                done[o.request_id] = o.outputs[0].token_ids
+    assert [done[str(i)] for i in range(6)] == alone
+
+
+def test_prefix_cache_hits_do_not_change_outputs(model):
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=64))
+    p = prompts(1, seed=2, lo=30, hi=31)[0]
+    sp = SamplingParams(temperature=0, max_tokens=8)
+    first = run(eng, [(p, sp)])[0]
+    second = run(eng, [(p, sp)])[0]
+    assert first.num_cached_tokens == 0 and second.num_cached_tokens == 28  # 7 full blocks of 4
+    assert second.outputs[0].token_ids == first.outputs[0].token_ids
+    # n samples of one prompt share its prompt blocks: computed once, then hit n-1 times
+    eng2 = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=64))
+    (multi,) = run(eng2, [(p, SamplingParams(temperature=1.0, max_tokens=6, n=4, seed=5))])
+    assert eng2.blocks.hits == 3 * 7
+    assert len({tuple(o.token_ids) for o in multi.outputs}) > 1
+
+
+def test_preemption_and_readmission_do_not_change_outputs(model):
+    ps = prompts(6, seed=3, lo=10, hi=20)
+    sp = SamplingParams(temperature=0, max_tokens=24)
+    want = [o.outputs[0].token_ids for o in run(LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=256)),
+                                                 [(p, sp) for p in ps])]
+    small = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=24, prefix_caching=False))
+    got = [o.outputs[0].token_ids for o in run(small, [(p, sp) for p in ps])]
+    assert small.scheduler.num_preemptions > 0
+    assert got == want
+    assert small.blocks.num_free == 24
+
+
+def test_abort_frees_every_block(model):
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=64))
+    for i, p in enumerate(prompts(5, seed=4)):
+        eng.add_request(str(i), p, SamplingParams(temperature=0, max_tokens=50, n=2))
+    for _ in range(4):
+        eng.step()
+    assert eng.blocks.num_free < 64
+    for i in range(5):
+        assert eng.abort(str(i))
+    assert eng.blocks.num_free == 64 and not eng.has_unfinished() and eng.step() == []
+
+
+def test_bad_requests_fail_clearly_and_leave_the_batch_alone(model):
+    ps = prompts(3, seed=5)
+    sp = SamplingParams(temperature=0, max_tokens=10)
+    want = [o.outputs[0].token_ids for o in run(LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=64)),
+                                                 [(p, sp) for p in ps])]
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=64))
+    for i, p in enumerate(ps):
+        eng.add_request(str(i), p, sp)
+    eng.step()
+    with pytest.raises(ValueError, match=r"prompt \(3 tokens\) \+ max_tokens \(5000\) = 5003 exceeds the context length of 1024"):
+        eng.add_request("long", [1, 2, 3], SamplingParams(max_tokens=5000))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        eng.add_request("vocab", [1, 999], sp)
+    with pytest.raises(ValueError, match="already in use"):
+        eng.add_request("0", [1, 2], sp)
+    with pytest.raises(ValueError, match="KV blocks"):
+        eng.add_request("big", [1] * 200, SamplingParams(max_tokens=200))
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingParams(temperature=-1)
+    out = {}
+    while eng.has_unfinished():
+        out.update({o.request_id: o.outputs[0].token_ids for o in eng.step() if o.finished})
+    assert [out[str(i)] for i in range(3)] == want
+
+
+def _rss_kb():
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def test_memory_flat_over_1000_requests():
+    model = tiny("tiny-qwen2")
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=128, max_num_seqs=32))
+    sp = SamplingParams(temperature=0.7, max_tokens=3, seed=1)
+    g = torch.Generator().manual_seed(0)
+
+    def wave(k):
+        for i in range(100):
+            eng.add_request(f"{k}-{i}", torch.randint(1, 256, (8,), generator=g).tolist(), sp)
+        while eng.has_unfinished():
+            eng.step()
+
+    wave(0)
+    base = _rss_kb()
+    for k in range(1, 10):
+        wave(k)
+    assert eng.blocks.num_free == 128 and not eng.requests and not eng.scheduler.running
+    assert len(eng.blocks.by_hash) <= 128
+    assert _rss_kb() - base < 20_000  # < 20 MB over 900 more requests
+
+
+def test_logprobs_report_the_model_distribution(model):
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=64))
+    (o,) = run(eng, [(prompts(1, seed=6)[0], SamplingParams(temperature=0, max_tokens=4, logprobs=3))])
+    lps = o.outputs[0].logprobs
+    assert len(lps) == 4
+    for lp in lps:  # greedy: the chosen token is the most likely one
+        assert lp["token_id"] == lp["top"][0][0] and abs(lp["logprob"] - lp["top"][0][1]) < 1e-6
+        assert lp["top"][0][1] >= lp["top"][1][1] >= lp["top"][2][1]
