@@ -165,3 +165,36 @@ def test_logprobs_report_the_model_distribution(model):
     for lp in lps:  # greedy: the chosen token is the most likely one
         assert lp["token_id"] == lp["top"][0][0] and abs(lp["logprob"] - lp["top"][0][1]) < 1e-6
         assert lp["top"][0][1] >= lp["top"][1][1] >= lp["top"][2][1]
+
+
+@pytest.mark.parametrize("temperature", [0.0])
+def test_mtp_speculative_greedy_is_token_identical_to_plain(temperature):
+    model = tiny("tiny-deepseek", seed=3)
+    ps = prompts(5, seed=7)
+    sp = SamplingParams(temperature=temperature, max_tokens=20)
+    plain = run(LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=128)), [(p, sp) for p in ps])
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=128, speculative=True,
+                                              max_num_batched_tokens=16))  # chunked prefill too
+    spec = run(eng, [(p, sp) for p in ps])
+    assert [o.outputs[0].token_ids for o in spec] == [o.outputs[0].token_ids for o in plain]
+    assert eng.stats["spec_drafted"] > 0
+    assert eng.blocks.num_free == 128
+
+
+def test_speculative_sampling_keeps_the_target_distribution():
+    """Speculative sampling's output distribution equals p whatever the draft distribution q."""
+    from r1.engine.speculative import draw, verify
+    g = torch.Generator().manual_seed(0)
+    p = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    q = torch.tensor([0.1, 0.6, 0.1, 0.2])
+    counts = torch.zeros(4)
+    for _ in range(20000):
+        d = draw(q, g)
+        tok, _ = verify(p, q, d, g)
+        counts[tok] += 1
+    assert (counts / counts.sum() - p).abs().max() < 0.015
+
+
+def test_speculation_refuses_models_without_mtp():
+    with pytest.raises(ValueError, match="MTP"):
+        LLMEngine(tiny("tiny-qwen3"), None, EngineConfig(speculative=True))

@@ -16,6 +16,7 @@ import torch
 from r1.engine.kv_cache import BlockManager, PagedKVCache
 from r1.engine.runner import ModelRunner
 from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_logprobs
+from r1.engine.speculative import draw, target_probs, verify
 from r1.engine.scheduler import Scheduler
 from r1.engine.sequence import Sequence
 from r1.model.base import CausalLM
@@ -34,6 +35,7 @@ class EngineConfig:
     prefix_caching: bool = True
     max_model_len: int = 0  # 0 = the model's max_position_embeddings
     max_waiting: int = 0  # 0 = unbounded; servers set a bound and answer 429 beyond it
+    speculative: bool = False  # MTP drafting (models with MTP modules only)
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
@@ -96,7 +98,10 @@ class LLMEngine:
         self.eos_ids = set(getattr(tokenizer, "eos_token_ids", None) or [])
         close = tokenizer.encode(THINK_CLOSE) if tokenizer is not None else []
         self.think_close_ids = close
-        self.stats = {"prompt_tokens": 0, "generation_tokens": 0, "cached_prompt_tokens": 0}
+        self.stats = {"prompt_tokens": 0, "generation_tokens": 0, "spec_drafted": 0, "spec_accepted": 0}
+        if config.speculative and not getattr(model, "mtp", None):
+            raise ValueError("speculative decoding needs a model with MTP modules (num_nextn_predict_layers > 0)")
+        self.speculative = config.speculative
 
     def _blocks_for(self, gb: float) -> int:
         from r1.config import count_params
@@ -169,37 +174,85 @@ class LLMEngine:
 
     # ------------------------------------------------------------------ the step
     def step(self) -> list[RequestOutput]:
-        batch = self.scheduler.schedule()
+        """Schedule, run the model once (plus the MTP module when speculating), sample, account."""
+        spec = self.speculative
+        batch = self.scheduler.schedule(lookahead=2 if spec else 1)
         if batch is None:
             return []
-        logits = self.runner.run(batch)
-        sampled_rows = [i for i, (s, e) in enumerate(zip(batch.seqs, batch.ends)) if e == len(s)]
-        for seq, end in zip(batch.seqs, batch.ends):
-            seq.num_computed = end
+        rows = []  # (seq, start, n real tokens, draft or None)
+        for seq, st, e in zip(batch.seqs, batch.starts, batch.ends):
+            draft = seq.draft if (spec and e == len(seq) and not batch.is_prefill) else None
+            rows.append((seq, st, e - st, draft))
+        tokens = [s.all_ids[st : st + n] + ([d] if d is not None else []) for s, st, n, d in rows]
+        at = [[n - 1, n if d is not None else n - 1] if spec else [n - 1] for _, _, n, d in rows]
+        out = self.runner.run(batch.seqs, batch.starts, tokens, at, return_hidden=spec)
+        logits, hidden = out if spec else (out, None)  # logits (b, m, V)
+        touched: dict[str, _Request] = {}
+        sampled = [i for i, (s, st, n, _) in enumerate(rows) if st + n == len(s)]
+        first = self._sample_rows([rows[i][0] for i in sampled], logits[sampled, 0]) if sampled else []
+        now = time.monotonic()
+        mtp_rows = []  # (seq, start, n computed this step)
+        for i, (seq, st, n, draft) in enumerate(rows):
+            if i not in sampled:  # a partial prefill chunk: nothing to sample yet
+                seq.num_computed = st + n
+                self.blocks.mark_computed(seq)
+                mtp_rows.append((i, seq, st, n))
+                continue
+            tok, lp = first[sampled.index(i)]
+            accepted = False
+            if draft is not None:
+                p = target_probs(logits[i, 0], seq.params)
+                tok, accepted = verify(p, seq.draft_q, draft, seq.generator)
+                self.stats["spec_drafted"] += 1
+                self.stats["spec_accepted"] += int(accepted)
+                lp = self._lp(seq, logits[i, 0], tok)
+            seq.draft = seq.draft_q = None
+            seq.num_computed = st + n + int(accepted)
             self.blocks.mark_computed(seq)
-        if not sampled_rows:  # only partial prefill chunks ran
-            return []
-        seqs = [batch.seqs[i] for i in sampled_rows]
-        rows = torch.tensor(sampled_rows, device=logits.device)
-        logits = logits[rows]
+            if seq.first_token_time is None:
+                seq.first_token_time = now
+            self._emit(seq, tok, lp)
+            if accepted and not seq.is_finished:  # the draft's own logits give one more token
+                probs = target_probs(logits[i, 1], seq.params)
+                t2 = draw(probs, seq.generator)
+                self._emit(seq, t2, self._lp(seq, logits[i, 1], t2))
+            if seq.request_id in self.requests:
+                touched[seq.request_id] = self.requests[seq.request_id]
+            if spec and not seq.is_finished:
+                mtp_rows.append((i, seq, st, n + int(accepted)))
+        if spec and mtp_rows:
+            self._draft(mtp_rows, hidden)
+        return [self._output(req) for req in touched.values()]
+
+    def _sample_rows(self, seqs: list[Sequence], logits: torch.Tensor) -> list[tuple[int, dict | None]]:
         if any(s.params.penalized for s in seqs):
             logits = torch.cat([apply_penalties(logits[i : i + 1], s.params, s.prompt_ids, s.output_ids)
                                 for i, s in enumerate(seqs)])
         tokens = sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
-        lps = None
-        if any(s.params.logprobs is not None for s in seqs):
-            lps = token_logprobs(logits, tokens, max(s.params.logprobs or 0 for s in seqs))
-        touched: dict[str, _Request] = {}
-        now = time.monotonic()
-        for i, seq in enumerate(seqs):
-            forced = bool(seq.forced)
-            tok = seq.forced.pop(0) if forced else int(tokens[i])
-            if seq.first_token_time is None:
-                seq.first_token_time = now
-            self._append(seq, tok, lps[i] if lps and seq.params.logprobs is not None else None, forced)
-            if seq.request_id in self.requests:
-                touched[seq.request_id] = self.requests[seq.request_id]
-        return [self._output(req) for req in touched.values()]
+        return [(int(t), self._lp(s, logits[i], int(t))) for i, (s, t) in enumerate(zip(seqs, tokens))]
+
+    @staticmethod
+    def _lp(seq: Sequence, logits: torch.Tensor, tok: int) -> dict | None:
+        if seq.params.logprobs is None:
+            return None
+        return token_logprobs(logits[None], torch.tensor([tok]), seq.params.logprobs)[0]
+
+    def _emit(self, seq: Sequence, sampled: int, lp: dict | None) -> None:
+        forced = bool(seq.forced)
+        self._append(seq, seq.forced.pop(0) if forced else sampled, lp, forced)
+
+    def _draft(self, mtp_rows, hidden: torch.Tensor) -> None:
+        """Run the MTP module over the positions computed this step (its KV must cover every
+        position), and keep a draft for the next step from its last position."""
+        seqs = [s for _, s, _, _ in mtp_rows]
+        starts = [st for _, _, st, _ in mtp_rows]
+        next_ids = [s.all_ids[st + 1 : st + n + 1] for _, s, st, n in mtp_rows]
+        hs = [hidden[i, :n] for i, _, _, n in mtp_rows]
+        logits = self.runner.run_mtp(seqs, starts, next_ids, hs)
+        for r, seq in enumerate(seqs):
+            if seq.num_computed == len(seq) - 1 and not seq.forced and not seq.params.penalized:
+                seq.draft_q = target_probs(logits[r], seq.params)
+                seq.draft = draw(seq.draft_q, seq.generator)
 
     def _append(self, seq: Sequence, tok: int, lp: dict | None, forced: bool = False) -> None:
         p = seq.params

@@ -175,19 +175,21 @@ class PagedKVCache:
                 self.store[key] = torch.zeros((self.num_slots, *x.shape[1:]), dtype=torch.int8, device=self.device)
                 self.scales[key] = torch.ones(self.num_slots, dtype=torch.float32, device=self.device)
                 self.dtype = x.dtype
-            self.store[key][slots] = q
-            self.scales[key][slots] = scale
+            self.store[key].index_copy_(0, slots, q)
+            self.scales[key].index_copy_(0, slots, scale)
             return
         if key not in self.store:
             self.store[key] = torch.zeros((self.num_slots, *x.shape[1:]), dtype=x.dtype, device=self.device)
-        self.store[key][slots] = x
+        self.store[key].index_copy_(0, slots, x.to(self.store[key].dtype))
 
     def read(self, layer: int, name: str, index: torch.Tensor) -> torch.Tensor:
         """index (b, t) of storage rows -> (b, t, ...)."""
         key = (layer, name)
-        x = self.store[key][index]
+        store = self.store[key]
+        # index_select on the flat index is several times faster than advanced indexing on CPU
+        x = store.index_select(0, index.reshape(-1)).view(*index.shape, *store.shape[1:])
         if self.kv_dtype == "int8":
-            s = self.scales[key][index].view(*index.shape, *([1] * (x.dim() - 2)))
+            s = self.scales[key].index_select(0, index.reshape(-1)).view(*index.shape, *([1] * (x.dim() - 2)))
             return (x.float() * s).to(self.dtype)
         return x
 
@@ -219,22 +221,22 @@ class PagedStep:
         pass
 
 
-def build_step(cache: PagedKVCache, seqs: list[Sequence], starts: list[int], ends: list[int],
+def build_step(cache: PagedKVCache, seqs: list[Sequence], starts: list[int], tokens: list[list[int]],
                device) -> tuple[PagedStep, torch.Tensor, torch.Tensor]:
-    """Batch tensors for computing tokens [start, end) of each sequence: returns the cache view,
-    input ids (b, s) and positions (b, s), right-padded."""
+    """Batch tensors for computing `tokens[i]` at positions starts[i].. of each sequence (whose
+    block table must already cover them): the cache view, input ids (b, s), positions (b, s)."""
     bs = cache.block_size
-    b, s = len(seqs), max(e - st for st, e in zip(starts, ends))
-    t = max(ends)
+    b, s = len(seqs), max(len(t) for t in tokens)
+    t = max(st + len(tk) for st, tk in zip(starts, tokens))
     ids = torch.zeros((b, s), dtype=torch.long)
     pos = torch.zeros((b, s), dtype=torch.long)
     slots = torch.full((b, s), -1, dtype=torch.long)
     index = torch.zeros((b, t), dtype=torch.long)
     key_pos = torch.full((b, t), PAD_POS, dtype=torch.long)
-    for i, (seq, st, e) in enumerate(zip(seqs, starts, ends)):
+    for i, (seq, st, tk) in enumerate(zip(seqs, starts, tokens)):
         table = torch.tensor(seq.block_table, dtype=torch.long)
-        n = e - st
-        ids[i, :n] = torch.tensor(seq.all_ids[st:e], dtype=torch.long)
+        n, e = len(tk), st + len(tk)
+        ids[i, :n] = torch.tensor(tk, dtype=torch.long)
         p = torch.arange(st, e)
         pos[i, :n] = p
         slots[i, :n] = table[p // bs] * bs + p % bs

@@ -1,10 +1,10 @@
-"""Execution: turn a scheduled Batch into one forward pass over the paged cache."""
+"""Execution: turn scheduled work into forward passes over the paged cache."""
 from __future__ import annotations
 
 import torch
 
 from r1.engine.kv_cache import PagedKVCache, build_step
-from r1.engine.scheduler import Batch
+from r1.engine.sequence import Sequence
 from r1.model.base import CausalLM
 
 
@@ -14,11 +14,23 @@ class ModelRunner:
         self.device = model.model.embed_tokens.weight.device
 
     @torch.inference_mode()
-    def run(self, batch: Batch, return_hidden: bool = False):
-        """Logits (b, V) at each row's last computed token [, hidden states (b, s, D)]."""
-        step, ids, pos = build_step(self.cache, batch.seqs, batch.starts, batch.ends, self.device)
-        last = torch.tensor([e - s - 1 for s, e in zip(batch.starts, batch.ends)], device=self.device)
-        out = self.model(ids, positions=pos, cache=step, logits_at=last, return_hidden=return_hidden)
-        if return_hidden:
-            return out[0][:, 0], out[1]
-        return out[:, 0]
+    def run(self, seqs: list[Sequence], starts: list[int], tokens: list[list[int]], logits_at: list[list[int]],
+            return_hidden: bool = False):
+        """Compute tokens[i] at positions starts[i].. of seqs[i]; logits (b, m, V) at the row
+        offsets logits_at (b, m) [, hidden states (b, s, D) before the final norm]."""
+        step, ids, pos = build_step(self.cache, seqs, starts, tokens, self.device)
+        at = torch.tensor(logits_at, device=self.device)
+        return self.model(ids, positions=pos, cache=step, logits_at=at, return_hidden=return_hidden)
+
+    @torch.inference_mode()
+    def run_mtp(self, seqs: list[Sequence], starts: list[int], next_ids: list[list[int]],
+                hidden: list[torch.Tensor]) -> torch.Tensor:
+        """The MTP module over positions starts[i].. (whose main hidden states are hidden[i]
+        (n_i, D) and whose following tokens are next_ids[i]); logits (b, V) at each row's last."""
+        step, ids, pos = build_step(self.cache, seqs, starts, next_ids, self.device)
+        h = torch.zeros((len(seqs), ids.shape[1], hidden[0].shape[-1]), dtype=hidden[0].dtype, device=self.device)
+        for i, x in enumerate(hidden):
+            h[i, : x.shape[0]] = x
+        last = torch.tensor([len(n) - 1 for n in next_ids], device=self.device)
+        logits, _ = self.model.mtp_forward(h, ids, pos, cache=step, logits_at=last)
+        return logits[:, 0]

@@ -66,11 +66,19 @@ def filter_logits(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
         kth = logits.topk(p.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if p.top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        # drop a token when the tokens before it already cover top_p (the first always stays)
+        # Sorting the whole vocabulary costs more than a small model's forward pass; the nucleus
+        # almost always lies within the top 1024, so sort those and fall back only if it does not.
+        probs_all = logits.softmax(-1)
+        k = min(1024, logits.shape[-1])
+        order = logits.topk(k, dim=-1).indices
+        probs = probs_all.gather(-1, order)
+        if k < logits.shape[-1] and probs.sum(-1).min() < p.top_p:
+            order = logits.argsort(dim=-1, descending=True)
+            probs = probs_all.gather(-1, order)
+        # drop a token when the tokens before it already cover top_p (the first always stays);
+        # tokens outside `order` come after the nucleus and are dropped too
         drop_sorted = (probs.cumsum(-1) - probs) > p.top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        drop = torch.ones_like(logits, dtype=torch.bool).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     if p.min_p > 0:
         probs = logits.softmax(-1)

@@ -93,6 +93,7 @@ class Scheduler:
         self.running.remove(seq)
         self.blocks.free_seq(seq)
         seq.status = Status.WAITING
+        seq.draft = seq.draft_q = None  # its MTP state is recomputed with the rest
         seq.preemptions += 1
         self.num_preemptions += 1
         self.waiting.appendleft(seq)

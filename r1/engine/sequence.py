@@ -37,6 +37,8 @@ class Sequence:
     in_reasoning: bool = False
     reasoning_tokens: int = 0
     forced: list[int] = field(default_factory=list)  # tokens the engine will emit next (e.g. </think>)
+    draft: int | None = None  # MTP's guess for the token after the next one
+    draft_q: torch.Tensor | None = None  # the distribution it was drawn from (for verification)
     # streaming text state
     detok: object | None = None
     text: str = ""

@@ -85,7 +85,7 @@ class CausalLM(nn.Module, abc.ABC):
                 attention_mask: torch.Tensor | None = None, cache: KVCache | None = None,
                 last_only: bool = False, return_hidden: bool = False, logits_at: torch.Tensor | None = None):
         """input_ids (b, s) -> logits (b, s, vocab); (b, 1, vocab) with last_only, or with
-        logits_at (b,) the logits of one chosen position per row (the head is the costliest
+        logits_at (b,) / (b, m) the logits of chosen positions per row (the head is the costliest
         matmul of a small model, so prefill only pays for the rows that are sampled).
 
         positions (b, s) default to 0.. (or continue the cache); attention_mask (b, s) marks
@@ -98,12 +98,19 @@ class CausalLM(nn.Module, abc.ABC):
             h = layer(h, ctx)
         if cache is not None:
             cache.commit()
-        if logits_at is not None:
-            out = h[torch.arange(h.shape[0], device=h.device), logits_at][:, None]  # (b, 1, D)
-        else:
-            out = h[:, -1:] if last_only else h
-        logits = self.lm_head(self.model.norm(out))
+        logits = self.head(h, last_only, logits_at)
         return (logits, h) if return_hidden else logits
+
+    def head(self, h: torch.Tensor, last_only: bool = False, logits_at: torch.Tensor | None = None,
+             norm: nn.Module | None = None) -> torch.Tensor:
+        """Final norm + output projection, only at the positions that need logits.
+        logits_at: (b,) one position per row -> (b, 1, V); (b, m) several -> (b, m, V)."""
+        if logits_at is not None:
+            idx = logits_at if logits_at.dim() == 2 else logits_at[:, None]
+            h = torch.gather(h, 1, idx[..., None].expand(-1, -1, h.shape[-1]))
+        elif last_only:
+            h = h[:, -1:]
+        return self.lm_head((norm or self.model.norm)(h))
 
     def init_weights(self, std: float = 0.02, generator: torch.Generator | None = None) -> None:
         """Fresh weights for training from scratch: N(0, std) matrices, unit norms, zero biases."""

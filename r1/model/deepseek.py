@@ -202,6 +202,19 @@ class DeepseekV3ForCausalLM(CausalLM):
             if isinstance(m, MLA):
                 m.impl = impl
 
+    def mtp_forward(self, hidden: torch.Tensor, next_ids: torch.Tensor, positions: torch.Tensor, cache=None,
+                    logits_at: torch.Tensor | None = None, depth: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference-time MTP (drafting): hidden (b, s, D) of the main model at `positions`, and
+        next_ids (b, s), the token that follows each of those positions. Returns the logits
+        (for the token after next) and the MTP hidden states. The MTP layer keeps its own KV
+        under its layer index (num_hidden_layers + depth) in the same cache."""
+        layer = self.mtp[depth]
+        ctx, _ = self.context(next_ids, positions, None, cache)
+        h = layer.step(hidden, self.model.embed_tokens(next_ids), ctx)
+        if cache is not None:
+            cache.commit()
+        return self.head(h, logits_at=logits_at, norm=layer.shared_head.norm), h
+
     def mtp_logits(self, hidden: torch.Tensor, input_ids: torch.Tensor) -> list[torch.Tensor]:
         """Training-time MTP: hidden (b, s, D) from forward(return_hidden=True), input_ids (b, s).
 
