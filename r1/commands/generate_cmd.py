@@ -20,16 +20,20 @@ from r1.engine.sampling import R1_TEMPERATURE, R1_TOP_P, SamplingParams
 
 
 def _load(args):
-    import r1
+    from r1.engine.engine import LLM
 
     path = resolve_model(args.model)
-    return r1.load_model(path, dtype=parse_dtype(args.dtype)), r1.load_tokenizer(path)
+    try:
+        return LLM(path, dtype=parse_dtype(args.dtype), profile=args.profile)
+    except ValueError as e:
+        raise SystemExit(f"r1: {e}")
 
 
 def _params(args) -> SamplingParams:
     try:
         return SamplingParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, min_p=args.min_p,
-                              max_tokens=args.max_tokens, seed=args.seed, stop=args.stop or [])
+                              max_tokens=args.max_tokens, seed=args.seed, stop=args.stop or [],
+                              thinking_budget=args.thinking_budget)
     except ValueError as e:
         raise SystemExit(f"r1: {e}")
 
@@ -41,7 +45,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         args.model, prompt = args.args
     else:
         raise SystemExit("r1 run: usage: r1 run [MODEL] PROMPT")
-    model, tok = _load(args)
+    llm = _load(args)
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
         [{"role": "user", "content": prompt}]
     console = Console(highlight=False)
@@ -57,17 +61,19 @@ def run_cmd(args: argparse.Namespace) -> int:
             console.print(c, end="", markup=False)
 
     on_delta.answer_started = False
-    turn = respond(model, tok, messages, _params(args), raw=args.raw, on_delta=on_delta if streaming else None)
+    turn = respond(llm, messages, _params(args), raw=args.raw, on_delta=on_delta if streaming else None)
     if args.json:
         print(json.dumps({"reasoning": turn.reasoning, "content": turn.content, "prompt_tokens": turn.prompt_tokens,
-                          "completion_tokens": turn.completion_tokens, "finish_reason": turn.finish_reason}))
+                          "completion_tokens": turn.completion_tokens, "reasoning_tokens": turn.reasoning_tokens,
+                          "finish_reason": turn.finish_reason}))
     else:
         console.print()
     return 0
 
 
 def chat_cmd(args: argparse.Namespace) -> int:
-    model, tok = _load(args)
+    llm = _load(args)
+    tok = llm.tokenizer
     params = _params(args)
     console = Console(highlight=False)
     history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
@@ -103,9 +109,9 @@ def chat_cmd(args: argparse.Namespace) -> int:
                 if c:
                     on_delta.content.append(c)
             on_delta.content = []
-            turn = respond(model, tok, history, params, on_delta=on_delta)
+            turn = respond(llm, history, params, on_delta=on_delta)
         if turn.reasoning:
-            n = len(tok.encode(turn.reasoning))
+            n = turn.reasoning_tokens or len(tok.encode(turn.reasoning))
             console.print(Text(f"▸ Thought for {turn.seconds:.1f}s ({n} tokens) — /think to unfold", style="dim"))
         console.print(turn.content, markup=False)
         last_reasoning = turn.reasoning
@@ -124,6 +130,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    p.add_argument("--profile", default="base", choices=["base", "turbo"],
+                   help="turbo: quantized weights, int8 KV cache, MTP speculative decoding where available")
+    p.add_argument("--thinking-budget", type=int, help="max reasoning tokens; then </think> is forced")
 
 
 def add_parser(sub) -> None:

@@ -321,12 +321,15 @@ class LLM:
     """Offline use: `LLM(path).generate(prompts, SamplingParams(...))`."""
 
     def __init__(self, model: str | Path | CausalLM, tokenizer=None, dtype: torch.dtype = torch.float32,
-                 device: str = "cpu", **engine_config):
+                 device: str = "cpu", profile: str = "base", **engine_config):
+        """model: a path (loaded for `profile`: "base" or "turbo") or a loaded CausalLM."""
         import r1
+        from r1.engine.profiles import load_for_profile
 
         if isinstance(model, (str, Path)):
             tokenizer = tokenizer or r1.load_tokenizer(model)
-            model = r1.load_model(model, dtype=dtype, device=device)
+            model, overrides = load_for_profile(model, profile, dtype=dtype, device=device)
+            engine_config = {**overrides, **engine_config}
         self.tokenizer = tokenizer
         self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine_config))
         self._ids = itertools.count()

@@ -1,0 +1,224 @@
+"""Decode speed: r1 (base, turbo) against transformers' generate, in one run, on one machine.
+
+For each model: batch-1 decode tokens/s and time to first token; then throughput at several
+concurrency levels (r1's continuous batching vs transformers' batched generate). The run also
+measures this machine's memory copy bandwidth and prints each batch-1 figure as a fraction of
+the bandwidth bound (bandwidth / bytes of weights read per generated token).
+
+    .venv/bin/python bench/decode.py                 # SmolLM2 GGUF + a DeepSeek-architecture model
+    .venv/bin/python bench/decode.py --quick         # fewer tokens and levels
+Writes results/decode.json and prints markdown tables (copied into docs/bench-decode.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import r1  # noqa: E402
+from r1.commands.common import smollm2_gguf  # noqa: E402
+from r1.config import count_params, preset  # noqa: E402
+from r1.engine.engine import LLM  # noqa: E402
+from r1.engine.sampling import SamplingParams  # noqa: E402
+from r1.model import build_model  # noqa: E402
+
+PROMPT = "Write a long story about a dragon who learns to count."
+
+
+def copy_bandwidth(mb: int = 256, reps: int = 5) -> float:
+    """Bytes moved per second (read + write) by a large tensor copy: the memory roofline."""
+    src = torch.ones(mb * 2**20 // 4)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.numel() * 4 / best
+
+
+def bytes_per_token(model) -> int:
+    """Weight bytes one decode step reads: everything but the embedding table (a row lookup;
+    unless the head is tied to it) and the routed experts a token does not visit."""
+    cfg = model.config
+    frac = cfg.num_experts_per_tok / cfg.n_routed_experts if cfg.n_routed_experts else 1.0
+    total = 0
+    seen = set()
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if id(t) in seen or name.startswith("mtp.") or name == "rotary.inv_freq":
+            continue
+        seen.add(id(t))
+        n = t.numel() * t.element_size()
+        if name == "model.embed_tokens.weight" and not cfg.tie_word_embeddings:
+            continue
+        total += n * (frac if ".mlp.experts." in name else 1.0)
+    return int(total)
+
+
+def r1_batch1(llm: LLM, ids: list[int], n: int) -> tuple[float, float]:
+    sp = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
+    llm.generate([ids], SamplingParams(temperature=0, max_tokens=2, ignore_eos=True))  # warm up
+    t0 = time.perf_counter()
+    first = last = None
+    count = 0
+    for out in llm.stream(ids, sp):
+        now = time.perf_counter()
+        k = len(out.outputs[0].token_ids_delta)
+        if k and first is None:
+            first, count = now, k
+        elif k:
+            count += k
+        last = now
+    return first - t0, (count - 1) / (last - first)
+
+
+def r1_concurrent(llm: LLM, ids: list[int], c: int, n: int) -> float:
+    prompts = [ids + [ids[i % len(ids)]] for i in range(c)]  # distinct prompts, no shared prefix tail
+    t = time.perf_counter()
+    outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=n, ignore_eos=True))
+    return sum(len(o.outputs[0].token_ids) for o in outs) / (time.perf_counter() - t)
+
+
+def hf_batch1(hf, ids: list[int], n: int) -> tuple[float, float]:
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        hf.generate(x, max_new_tokens=2, do_sample=False)
+        t = time.perf_counter()
+        hf.generate(x, max_new_tokens=1, do_sample=False, min_new_tokens=1)
+        ttft = time.perf_counter() - t
+        t = time.perf_counter()
+        hf.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        total = time.perf_counter() - t
+    return ttft, (n - 1) / max(total - ttft, 1e-9)
+
+
+def hf_concurrent(hf, ids: list[int], c: int, n: int) -> float:
+    prompts = [ids + [ids[i % len(ids)]] for i in range(c)]
+    x = torch.tensor(prompts)
+    with torch.no_grad():
+        t = time.perf_counter()
+        hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, min_new_tokens=n, do_sample=False)
+    return c * n / (time.perf_counter() - t)
+
+
+def deepseek_model(folder: Path) -> Path:
+    """A DeepSeek-V3-architecture model (MLA + MoE + MTP) of SmolLM2's size class, random weights:
+    speed does not depend on what the weights know."""
+    cfg = preset("tiny-deepseek", vocab_size=49152, hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
+                 num_attention_heads=8, num_key_value_heads=8, kv_lora_rank=128, qk_nope_head_dim=32,
+                 qk_rope_head_dim=32, v_head_dim=32, q_lora_rank=192, n_routed_experts=16, n_shared_experts=1,
+                 num_experts_per_tok=2, moe_intermediate_size=256, n_group=4, topk_group=2, first_k_dense_replace=1,
+                 max_position_embeddings=4096, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.init_weights()
+    tok = r1.load_tokenizer(smollm2_gguf())
+    r1.save_model(model, folder, extra_files={"tokenizer.json": tok.backend.to_str()})
+    return folder
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--levels", default="1,4,16,64")
+    ap.add_argument("--models", default="smollm2,deepseek")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-hf", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.tokens, args.levels = 24, "1,4,16"
+    levels = [int(x) for x in args.levels.split(",")]
+    bw = copy_bandwidth()
+    results = {"device": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+               "torch": torch.__version__, "copy_bandwidth_GBps": bw / 1e9, "tokens": args.tokens, "models": {}}
+    print(f"copy bandwidth: {bw / 1e9:.1f} GB/s, torch threads: {torch.get_num_threads()}")
+    tmp = Path(tempfile.mkdtemp())
+    for name in args.models.split(","):
+        path = smollm2_gguf() if name == "smollm2" else deepseek_model(tmp / "deepseek")
+        res = results["models"][name] = {"path": str(path), "rows": {}, "concurrency": {}}
+        for profile in ("base", "turbo"):
+            llm = LLM(path, profile=profile, kv_cache_gb=1.0, max_num_seqs=max(levels))
+            tok = llm.tokenizer
+            ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": PROMPT}]))
+            bpt = bytes_per_token(llm.engine.model)
+            ttft, tps = r1_batch1(llm, ids, args.tokens)
+            bound = bw / bpt
+            row = {"ttft_s": ttft, "tok_s": tps, "weight_bytes_per_token": bpt, "bound_tok_s": bound,
+                   "fraction_of_bound": tps / bound}
+            if name == "deepseek":
+                r = count_params(llm.engine.model.config)
+                kv_elem_bytes = 1 if profile == "turbo" else 4
+                per_token = r.kv_elems_per_token_layer * kv_elem_bytes + (8 if profile == "turbo" else 0)
+                row["kv_bytes_per_token_layer"] = per_token
+                row["mha_kv_bytes_per_token_layer"] = r.kv_elems_naive_per_token_layer * 4
+                row["kv_fraction_of_mha"] = per_token / row["mha_kv_bytes_per_token_layer"]
+                row["spec_accept"] = (llm.engine.stats["spec_accepted"] / llm.engine.stats["spec_drafted"]
+                                      if llm.engine.stats["spec_drafted"] else None)
+            res["rows"][f"r1 {profile}"] = row
+            for c in levels:
+                res["concurrency"].setdefault(f"r1 {profile}", {})[c] = r1_concurrent(llm, ids, c, args.tokens)
+            print(name, profile, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
+                  res["concurrency"][f"r1 {profile}"], flush=True)
+            del llm
+        if not args.no_hf:
+            import transformers
+
+            if name == "smollm2":
+                hf = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            else:
+                hf = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+            hf.eval()
+            ttft, tps = hf_batch1(hf, ids, args.tokens)
+            bpt = sum(p.numel() * p.element_size() for p in hf.parameters())
+            res["rows"]["transformers"] = {"ttft_s": ttft, "tok_s": tps}
+            res["concurrency"]["transformers"] = {c: hf_concurrent(hf, ids, c, args.tokens) for c in levels}
+            print(name, "transformers", res["rows"]["transformers"], res["concurrency"]["transformers"], flush=True)
+            del hf
+    out = ROOT / "results" / "decode.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(report(results))
+    return 0
+
+
+def report(results: dict) -> str:
+    lines = [f"copy bandwidth {results['copy_bandwidth_GBps']:.1f} GB/s; {results['device']}; "
+             f"{results['tokens']} new tokens per request", ""]
+    for name, res in results["models"].items():
+        rows = res["rows"]
+        hf = rows.get("transformers", {}).get("tok_s")
+        lines += [f"### {name}", "", "| engine | batch-1 tok/s | TTFT s | x transformers | bound tok/s | of bound |",
+                  "|---|---|---|---|---|---|"]
+        for k, r in rows.items():
+            ratio = f"{r['tok_s'] / hf:.2f}x" if hf else "-"
+            bound = f"{r['bound_tok_s']:.0f}" if "bound_tok_s" in r else "-"
+            frac = f"{r['fraction_of_bound']:.0%}" if "fraction_of_bound" in r else "-"
+            lines.append(f"| {k} | {r['tok_s']:.1f} | {r['ttft_s']:.3f} | {ratio} | {bound} | {frac} |")
+        levels = list(next(iter(res["concurrency"].values())).keys())
+        lines += ["", "| engine | " + " | ".join(f"{c} concurrent tok/s" for c in levels) + " |",
+                  "|---|" + "---|" * len(levels)]
+        hfc = res["concurrency"].get("transformers")
+        for k, conc in res["concurrency"].items():
+            cells = [f"{conc[c]:.1f}" + (f" ({conc[c] / hfc[c]:.1f}x)" if hfc and k != "transformers" else "")
+                     for c in levels]
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        for k, r in rows.items():
+            if "kv_fraction_of_mha" in r:
+                lines.append(f"\n{k}: KV cache {r['kv_bytes_per_token_layer']} B/token/layer vs "
+                             f"{r['mha_kv_bytes_per_token_layer']} B for full MHA ({r['kv_fraction_of_mha']:.1%})"
+                             + (f", MTP acceptance {r['spec_accept']:.0%}" if r.get("spec_accept") is not None else ""))
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Named inference profiles: `base` (weights as stored, plain decoding) and `turbo` (the R1-0528
+"Turbo" combination: 4-bit weights, a compressed KV cache, MTP speculative decoding where the
+model has MTP modules). A profile is data; `load_for_profile` applies it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from r1.model.base import CausalLM
+
+
+@dataclass(frozen=True)
+class Profile:
+    weights: str | None  # None = as loaded (float); "int4" | "int8" | "fp8"
+    group_size: int
+    kv_cache_dtype: str  # "auto" | "int8"
+    speculative: bool  # MTP drafting when the model has MTP modules
+
+
+PROFILES: dict[str, Profile] = {
+    "base": Profile(weights=None, group_size=0, kv_cache_dtype="auto", speculative=False),
+    "turbo": Profile(weights="int4", group_size=32, kv_cache_dtype="int8", speculative=True),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.float32,
+                     device: str = "cpu") -> tuple[CausalLM, dict]:
+    """The model prepared for `profile`, and the EngineConfig fields the profile sets."""
+    import r1
+    from r1.engine.quant import is_quantized, quantize_model
+    from r1.engine.quant_gguf import load_quantized_gguf
+
+    p = get_profile(profile)
+    path = Path(path)
+    if p.weights is None:
+        model = r1.load_model(path, dtype=dtype, device=device)
+    else:
+        # a GGUF's own 4/8-bit blocks are kept as they are (no float round trip); anything left in
+        # float (or a float checkpoint) is quantized to the profile's scheme
+        if path.suffix == ".gguf":
+            model = load_quantized_gguf(path, dtype=dtype, device=device)
+        else:
+            model = r1.load_model(path, dtype=dtype, device=device)
+        quantize_model(model, p.weights, group_size=p.group_size)
+        assert is_quantized(model)
+    overrides = {"kv_cache_dtype": p.kv_cache_dtype,
+                 "speculative": p.speculative and bool(getattr(model, "mtp", None))}
+    return model, overrides
