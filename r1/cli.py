@@ -21,12 +21,13 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All subcommands, or just `only` (so `r1 sandbox ...` does not import torch)."""
     parser = argparse.ArgumentParser(prog="r1", description="DeepSeek-R1, runnable: models, training recipe, inference and serving.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     seen: set[str] = set()
     for name, module in COMMANDS.items():
-        if module in seen:
+        if module in seen or (only is not None and name != only):
             continue
         try:
             mod = importlib.import_module(module)
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first if first in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
