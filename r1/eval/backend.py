@@ -36,22 +36,22 @@ def as_generation(g: Generation | str) -> Generation:
 
 
 class EngineBackend:
-    """A checkpoint (safetensors folder or .gguf file) run in-process through r1's generator."""
+    """A checkpoint (safetensors folder or .gguf file) run in-process through r1's engine:
+    continuous batching, and the k samples of a prompt share its KV blocks (prefix caching)."""
 
-    def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu", batch_size: int = 16):
+    def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu", batch_size: int = 64,
+                 profile: str = "base"):
         import torch
 
-        import r1
+        from r1.engine.engine import LLM
 
         if not Path(path).exists():
             raise FileNotFoundError(f"no model at {path} (expected a safetensors folder or a .gguf file)")
         if not hasattr(torch, dtype):
             raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
         self.path = str(path)
-        self.model = r1.load_model(path, dtype=getattr(torch, dtype), device=device)
-        self.model.eval()
-        self.tokenizer = r1.load_tokenizer(path)
-        self.batch_size = batch_size  # sequences per generate() call; bounds memory
+        self.llm = LLM(path, dtype=getattr(torch, dtype), device=device, profile=profile, max_num_seqs=batch_size)
+        self.tokenizer = self.llm.tokenizer
 
     def render(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -61,21 +61,17 @@ class EngineBackend:
 
     def complete(self, prompts: list[str], n: int, temperature: float, top_p: float,
                  max_tokens: int, seed: int) -> list[list[Generation]]:
-        from r1.engine.generate import generate
         from r1.engine.sampling import SamplingParams
 
-        # Each prompt is repeated n times. Seeds are per sequence (the engine's sampler gives a
-        # seeded request the same output whatever else is in the batch), so sample j of prompt i
-        # is reproducible from `seed` alone, independent of batch_size.
-        flat = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts for _ in range(n)]
-        params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed + i)
-                  for i in range(len(flat))]
-        out: list[Generation] = []
-        for start in range(0, len(flat), self.batch_size):
-            end = start + self.batch_size
-            for c in generate(self.model, flat[start:end], params[start:end], tokenizer=self.tokenizer):
-                out.append(Generation(text=c.text, num_tokens=len(c.token_ids), finish_reason=c.finish_reason))
-        return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
+        # Seeds are per prompt and sample (completion j of prompt i uses seed + i*n + j, the engine
+        # gives a seeded sequence the same output whatever else is in the batch), so every sample is
+        # reproducible from `seed` alone.
+        ids = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+        params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed + i * n, n=n)
+                  for i in range(len(prompts))]
+        outs = self.llm.generate(ids, params)
+        return [[Generation(text=c.text, num_tokens=len(c.token_ids), finish_reason=c.finish_reason)
+                 for c in sorted(o.outputs, key=lambda c: c.index)] for o in outs]
 
 
 def describe(backend: Any) -> str:

@@ -42,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--answer-field", default=None, help="JSONL answer field (auto: answer/final_answer/solution)")
     p.add_argument("--dtype", default="float32", help="model dtype (float32, bfloat16)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--profile", default="base", choices=["base", "turbo"], help="inference profile (see r1 run)")
     p.add_argument("--output", "-o", default=None, help="write the JSON result here (and a .md table next to it)")
     p.add_argument("--plot", default=None, help="write a plot of accuracy vs response length (PNG)")
     p.add_argument("--compare", nargs="+", metavar="RESULT.json", help="print result files side by side and exit")
@@ -62,9 +63,10 @@ def main(args: argparse.Namespace) -> int:
             if args.plot:
                 print(f"plot: {report.plot_accuracy_vs_length(docs, args.plot)}")
             return 0
-        if not args.model:
-            print("r1 eval: give a MODEL path (or --compare RESULT.json ...)", file=sys.stderr)
-            return 2
+        if not args.model:  # the embedded default model (or SmolLM2 until there is one)
+            from r1.commands.common import resolve_model
+
+            args.model = str(resolve_model(None))
         return _evaluate(args)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"r1 eval: error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
@@ -83,7 +85,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                      question_field=args.question_field, answer_field=args.answer_field)
     if cfg.temperature == 0 and cfg.k > 1:
         print("r1 eval: note: temperature 0 makes all k samples identical; R1 uses 0.6", file=sys.stderr)
-    backend = EngineBackend(args.model, dtype=args.dtype, device=args.device)
+    backend = EngineBackend(args.model, dtype=args.dtype, device=args.device, profile=getattr(args, "profile", "base"))
     result = run_eval(backend, cfg, model_name=str(args.model), progress=not args.quiet)
     report.print_table([result])
     if args.output:
