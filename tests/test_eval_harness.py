@@ -176,7 +176,7 @@ def test_cli_eval_and_compare(tmp_path, monkeypatch, capsys):
     import r1.eval.backend as backend_mod
 
     class FakeEngine(ScriptedBackend):
-        def __init__(self, path, dtype="float32", device="cpu"):
+        def __init__(self, path, dtype="float32", device="cpu", profile="base"):
             self.path = str(path)
             cfg = EvalConfig(task="arithmetic", k=2, limit=3, seed=5)
             super().__init__(load_problems(cfg), lambda p, j: f"ok</think>\\boxed{{{p.answer if j == 0 else 0}}}")
