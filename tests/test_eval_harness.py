@@ -202,8 +202,12 @@ def test_cli_eval_and_compare(tmp_path, monkeypatch, capsys):
     args = _parser().parse_args(["eval", "--compare", str(tmp_path / "missing.json")])
     assert args.func(args) == 2
     assert "no result file" in capsys.readouterr().err
+    # no MODEL: the embedded default (SmolLM2 until models/r1-tiny exists) is what gets loaded
+    from r1.commands.common import resolve_model
+    seen = []
+    monkeypatch.setattr(backend_mod, "EngineBackend", lambda path, **kw: seen.append(path) or (_ for _ in ()).throw(ValueError("stop")))
     args = _parser().parse_args(["eval"])
-    assert args.func(args) == 2
+    assert args.func(args) == 2 and seen == [str(resolve_model(None))]
 
 
 # ---- JSONL files (GSM8K / MATH-500 / AIME style) --------------------------------------------
