@@ -163,3 +163,15 @@ def test_shape_mismatch_and_missing_tensor_are_named(tmp_path):
     (tmp_path / "a" / "config.json").write_text(cfg)
     with pytest.raises(FormatError, match=r"self_attn\.kv_a.*has shape .* config implies"):
         r1.load_model(tmp_path / "a")
+
+
+def test_sharded_checkpoint_loads_shard_by_shard(tmp_path):
+    import json
+    m = tiny()
+    r1.save_model(m, tmp_path / "sh", max_shard_bytes=40_000)
+    index = json.loads((tmp_path / "sh" / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 3
+    m2 = r1.load_model(tmp_path / "sh")
+    ids = torch.randint(0, 512, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(m(ids), m2(ids))
