@@ -1,6 +1,7 @@
 """Named inference profiles: `base` (weights as stored, plain decoding) and `turbo` (the R1-0528
 "Turbo" combination: 4-bit weights, a compressed KV cache, MTP speculative decoding where the
-model has MTP modules). A profile is data; `load_for_profile` applies it."""
+model has MTP modules). A profile is data; `load_for_profile` applies it. On CPU, turbo's weights
+are int8 through fbgemm instead of int4 (see quant_fbgemm.py for why)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,13 +36,24 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
                      device: str = "cpu") -> tuple[CausalLM, dict]:
     """The model prepared for `profile`, and the EngineConfig fields the profile sets."""
     import r1
+    from r1.engine.fuse import fuse_projections
     from r1.engine.quant import is_quantized, quantize_model
+    from r1.engine.quant_fbgemm import fbgemm_available, use_fbgemm
     from r1.engine.quant_gguf import load_quantized_gguf
 
     p = get_profile(profile)
     path = Path(path)
     if p.weights is None:
         model = r1.load_model(path, dtype=dtype, device=device)
+    elif str(device).startswith("cpu") and fbgemm_available():
+        # CPU: int8 weights through fbgemm's dynamic-quantized GEMM. This torch build's int4 CPU
+        # kernel is slower than fp32 F.linear (quant_fbgemm.py has the measurements), so 4-bit
+        # weights would make "turbo" slower, not faster, on CPU.
+        model = r1.load_model(path, dtype=dtype, device=device)
+        # the output head is the largest single matrix of a small model (SmolLM2: a third of
+        # the bytes read per token), so turbo quantizes it too; the embedding lookup stays float
+        quantize_model(model, "int8", lm_head=True)
+        use_fbgemm(model)
     else:
         # a GGUF's own 4/8-bit blocks are kept as they are (no float round trip); anything left in
         # float (or a float checkpoint) is quantized to the profile's scheme
@@ -50,7 +62,9 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
         else:
             model = r1.load_model(path, dtype=dtype, device=device)
         quantize_model(model, p.weights, group_size=p.group_size)
+    if p.weights is not None:
         assert is_quantized(model)
+    fuse_projections(model)
     overrides = {"kv_cache_dtype": p.kv_cache_dtype,
                  "speculative": p.speculative and bool(getattr(model, "mtp", None))}
     return model, overrides

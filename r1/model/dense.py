@@ -29,9 +29,14 @@ class GQAAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: AttnContext) -> torch.Tensor:
         b, s, _ = x.shape
-        q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim)  # (b, s, h, d)
-        k = self.k_proj(x).view(b, s, self.n_kv, self.head_dim)  # (b, s, kv, d)
-        v = self.v_proj(x).view(b, s, self.n_kv, self.head_dim)
+        if hasattr(self, "qkv_proj"):  # fused by the engine (r1/engine/fuse.py): one matmul, not three
+            q, k, v = self.qkv_proj(x).split([self.n_heads * self.head_dim, self.n_kv * self.head_dim,
+                                              self.n_kv * self.head_dim], dim=-1)
+        else:
+            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q = q.view(b, s, self.n_heads, self.head_dim)  # (b, s, h, d)
+        k = k.view(b, s, self.n_kv, self.head_dim)  # (b, s, kv, d)
+        v = v.view(b, s, self.n_kv, self.head_dim)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q = apply_rope(q, ctx.cos, ctx.sin, interleaved=False)
