@@ -16,6 +16,10 @@ COMMANDS: dict[str, str] = {
     "run": "r1.commands.generate_cmd",
     "chat": "r1.commands.generate_cmd",
     "info": "r1.commands.info_cmd",
+    "quantize": "r1.commands.quantize_cmd",
+    "serve": "r1.commands.serve_cmd",
+    "train": "r1.train.cli",
+    "plot": "r1.train.cli",
     "eval": "r1.eval.cli",
     "sandbox": "r1.sandbox.cli",
 }
