@@ -198,3 +198,16 @@ def test_speculative_sampling_keeps_the_target_distribution():
 def test_speculation_refuses_models_without_mtp():
     with pytest.raises(ValueError, match="MTP"):
         LLMEngine(tiny("tiny-qwen3"), None, EngineConfig(speculative=True))
+
+
+def test_speculation_with_prefix_sharing_n_samples():
+    """n samples of one prompt share its blocks while the MTP module drafts (regression: blocks
+    were registered before an accepted draft's token was appended)."""
+    model = tiny("tiny-deepseek", seed=4)
+    p = prompts(1, seed=8, lo=20, hi=21)[0]
+    sp = SamplingParams(temperature=0, max_tokens=16, n=8)
+    plain = run(LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=256)), [(p, sp)])[0]
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=256, speculative=True))
+    spec = run(eng, [(p, sp)])[0]
+    assert [o.token_ids for o in spec.outputs] == [o.token_ids for o in plain.outputs]
+    assert eng.blocks.hits > 0 and eng.blocks.num_free == 256

@@ -56,6 +56,7 @@ class CompletionOutput:
     logprobs: list[dict] | None = None
     logprobs_delta: list[dict] | None = None
     reasoning_tokens: int = 0
+    stop_token_id: int | None = None  # the eos / stop token that ended it (not in token_ids)
 
 
 @dataclass
@@ -208,7 +209,6 @@ class LLMEngine:
                 lp = self._lp(seq, logits[i, 0], tok)
             seq.draft = seq.draft_q = None
             seq.num_computed = st + n + int(accepted)
-            self.blocks.mark_computed(seq)
             if seq.first_token_time is None:
                 seq.first_token_time = now
             self._emit(seq, tok, lp)
@@ -216,6 +216,8 @@ class LLMEngine:
                 probs = target_probs(logits[i, 1], seq.params)
                 t2 = draw(probs, seq.generator)
                 self._emit(seq, t2, self._lp(seq, logits[i, 1], t2))
+            if not seq.is_finished:  # after the tokens are appended: an accepted draft is one of them
+                self.blocks.mark_computed(seq)
             if seq.request_id in self.requests:
                 touched[seq.request_id] = self.requests[seq.request_id]
             if spec and not seq.is_finished:
@@ -308,7 +310,8 @@ class LLMEngine:
             seq.emitted_tokens = n
             outs.append(CompletionOutput(
                 seq.index, seq.text[:visible], list(seq.output_ids), seq.finish_reason, text_delta, ids_delta,
-                seq.logprobs[:n] if seq.params.logprobs is not None else None, lp_delta, seq.reasoning_tokens))
+                seq.logprobs[:n] if seq.params.logprobs is not None else None, lp_delta, seq.reasoning_tokens,
+                seq.stop_token))
         finished = all(s.is_finished for s in req.seqs)
         if finished:
             self.requests.pop(req.request_id, None)

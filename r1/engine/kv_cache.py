@@ -125,19 +125,22 @@ class BlockManager:
             seq.block_table.append(self._take())
 
     def mark_computed(self, seq: Sequence) -> None:
-        """After a forward pass: register the full blocks seq has computed by now."""
-        n_full = seq.num_computed // self.block_size
-        if not n_full:
-            return
-        hashes = self._hashes(seq.all_ids[: n_full * self.block_size]) if self.prefix_caching else []
-        for i, bid in enumerate(seq.block_table[:n_full]):
-            b = self.blocks[bid]
+        """After a forward pass: register the full blocks seq has computed by now. Hashes extend
+        the sequence's chain incrementally, so a long decode does not rehash its whole past."""
+        n_full = min(seq.num_computed, len(seq)) // self.block_size
+        ids = seq.all_ids
+        bs = self.block_size
+        for i in range(len(seq.block_hashes), n_full):
+            prev = seq.block_hashes[-1] if seq.block_hashes else 0
+            h = hash((prev, tuple(ids[i * bs : (i + 1) * bs])))
+            seq.block_hashes.append(h)
+            b = self.blocks[seq.block_table[i]]
             if b.computed:
                 continue
             b.computed = True
-            if hashes:
-                b.hash = hashes[i]
-                self.by_hash.setdefault(hashes[i], bid)
+            if self.prefix_caching:
+                b.hash = h
+                self.by_hash.setdefault(h, seq.block_table[i])
 
     def free_seq(self, seq: Sequence) -> None:
         for bid in reversed(seq.block_table):  # tail blocks first back in line: least reusable
@@ -150,6 +153,7 @@ class BlockManager:
                     b.hash = None
                 self.free.append(bid)
         seq.block_table = []
+        seq.block_hashes = []
         seq.num_computed = 0
 
 

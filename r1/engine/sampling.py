@@ -108,16 +108,20 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
     token i with probability p_i and lets each row draw its noise from its own generator: a
     seeded request samples the same tokens whatever else shares its batch."""
     out = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
-    greedy = [i for i, p in enumerate(params) if p.greedy]
-    if greedy:
-        idx = torch.tensor(greedy, device=logits.device)
-        out[idx] = logits[idx].argmax(-1)
-    for i, (p, g) in enumerate(zip(params, generators)):
-        if p.greedy:
+    groups: dict[tuple, list[int]] = {}  # rows with the same filters share one filter + softmax
+    for i, p in enumerate(params):
+        key = ("greedy",) if p.greedy else (p.temperature, p.top_p, p.top_k, p.min_p)
+        groups.setdefault(key, []).append(i)
+    for key, rows in groups.items():
+        idx = torch.tensor(rows, device=logits.device)
+        if key == ("greedy",):
+            out[idx] = logits[idx].argmax(-1)
             continue
-        probs = filter_logits(logits[i : i + 1], p).softmax(-1)[0]
-        noise = torch.empty_like(probs).exponential_(generator=g)
-        out[i] = (probs / noise).argmax()
+        probs = filter_logits(logits[idx], params[rows[0]]).softmax(-1)
+        noise = torch.empty_like(probs)
+        for r, i in enumerate(rows):  # each row's noise from its own generator (seeded requests)
+            noise[r].exponential_(generator=generators[i])
+        out[idx] = (probs / noise).argmax(-1)
     return out
 
 

@@ -16,7 +16,7 @@ class Status(enum.Enum):
     FINISHED = "finished"
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: the scheduler's `in` / remove() must not compare fields
 class Sequence:
     seq_id: int
     request_id: str
@@ -26,6 +26,7 @@ class Sequence:
     output_ids: list[int] = field(default_factory=list)
     status: Status = Status.WAITING
     block_table: list[int] = field(default_factory=list)
+    block_hashes: list[int] = field(default_factory=list)  # hash chain of its computed full blocks
     num_computed: int = 0  # tokens whose KV is in the cache
     num_cached_prompt: int = 0  # prompt tokens served from the prefix cache (usage.cached_tokens)
     generator: torch.Generator | None = None

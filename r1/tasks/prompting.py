@@ -16,7 +16,7 @@ R1_ZERO_TEMPLATE = (
     "solves it. The assistant first thinks about the reasoning process in the mind and then "
     "provides the user with the answer. The reasoning process and answer are enclosed within "
     "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
-    "here </think> <answer> answer here </answer>. User: {prompt}. Assistant:"
+    "here </think> <answer> answer here </answer>. User: {prompt} Assistant:"
 )
 
 STYLES = ("chat", "r1_zero")
@@ -43,7 +43,9 @@ def user_message(problem: Problem) -> str:
 def r1_zero_prompt(problem: Problem, force_think: bool = True) -> str:
     # The template ends in "Assistant:"; forcing " <think>" makes every sample start thinking,
     # the same rule the chat format applies with "<think>\n".
-    text = R1_ZERO_TEMPLATE.format(prompt=problem.prompt.rstrip(". "))
+    # the paper's "User: prompt. Assistant:", without doubling a question's own end mark ("?.")
+    q = problem.prompt.rstrip()
+    text = R1_ZERO_TEMPLATE.format(prompt=q if q.endswith((".", "?", "!")) else q + ".")
     return text + " <think>" if force_think else text
 
 

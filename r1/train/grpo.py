@@ -1,0 +1,511 @@
+"""`r1 train grpo`: Group Relative Policy Optimization (DeepSeekMath §4; DeepSeek-R1 §2.2, eq. 1-3).
+
+One step: draw prompts -> sample G completions each through the engine (prefix-cached) ->
+score them with rule-based rewards -> group-relative advantages -> mu policy updates on the
+clipped objective (+ beta * k3 KL to a frozen reference). The math is in grpo_loss.py, the
+sampling in rollout.py; this file is the config and the loop.
+
+Modes: "r1_zero" trains a base model on the R1-Zero template (plain text with <think>/<answer>
+tags, paper Table 1); "r1" renders prompts with the tokenizer's chat template (R1's ends the
+prompt in "<think>\\n"). Knobs carry TRL's names and meanings (GRPOConfig), so a TRL recipe reads
+the same here; DAPO's dynamic sampling (which TRL lacks) is `dynamic_sampling`.
+
+Under torchrun each rank samples and scores whole groups (its slice of every draw), so group
+advantages need no communication; batch-level statistics (scale_rewards="batch", the DAPO token
+count, the logged means) are all-reduced.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+import r1
+from r1 import rewards as R
+from r1.chat.reasoning import prompt_opens_reasoning
+from r1.tasks.datasets import rl_records
+from r1.train.checkpoint import MODEL_DIR, CheckpointManager
+from r1.train.config import (CONFIG_FILE, DistConfig, ModelSpec, OptimConfig, RunConfig, TrainConfigError, save_config,
+                             to_dict, torch_dtype)
+from r1.train.data import BatchSampler
+from r1.train.dist import all_reduce_sum, any_rank, barrier, cleanup, init_distributed, no_sync, wrap_model
+from r1.train.grpo_forward import GroupedLM
+from r1.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS, group_advantages, grpo_loss, token_logps
+from r1.train.logging import MetricsLogger, TrainProgress
+from r1.train.loop import NonFiniteError, export_final, setup_determinism
+from r1.train.optim import build_optimizer
+from r1.train.rollout import Rollout, generate_groups, pad_left, pad_right, rollout_seed, score
+from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
+
+MODES = ("r1_zero", "r1")
+REWARDS = ("accuracy", "format", "tag_count", "language", "overlong", "repetition")
+
+
+@dataclass
+class GRPOConfig:
+    """The algorithm's knobs, named and meaning as in TRL's GRPOConfig."""
+    num_generations: int = 8  # G: completions per prompt
+    per_device_train_batch_size: int = 8  # completions per forward/backward micro-batch
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step; a rank's generation
+    # batch is per_device_train_batch_size * gradient_accumulation_steps completions
+    num_iterations: int = 1  # mu: policy updates per generation batch
+    beta: float = 0.0  # KL coefficient; 0 = no reference model is loaded at all
+    epsilon: float = 0.2  # lower clip: ratio >= 1 - epsilon
+    epsilon_high: float | None = None  # upper clip (DAPO clip-higher, 0.28); None = epsilon
+    loss_type: str = "dapo"  # grpo | bnpo | dr_grpo | dapo (see grpo_loss.py)
+    scale_rewards: str = "group"  # group | batch | none: what the centered reward is divided by
+    mask_truncated_completions: bool = False  # DAPO overlong filtering: no loss on cut-off samples
+    max_prompt_length: int = 512  # longer prompts keep their last tokens (as TRL)
+    max_completion_length: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    dynamic_sampling: bool = False  # DAPO §3.2: drop groups with all-equal rewards, refill
+    max_sampling_rounds: int = 4  # draws per step at most when refilling
+    reward_funcs: list[str] = field(default_factory=lambda: ["accuracy", "format"])
+    reward_weights: list[float] | None = None  # None = 1.0 each
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise TrainConfigError(msg)
+        need(self.num_generations >= 2, f"grpo.num_generations must be >= 2 (advantages compare samples of one "
+             f"prompt), got {self.num_generations}")
+        need(self.per_device_train_batch_size >= 1 and self.gradient_accumulation_steps >= 1,
+             "grpo.per_device_train_batch_size and grpo.gradient_accumulation_steps must be >= 1")
+        need(self.generation_batch_size % self.num_generations == 0,
+             f"a rank's generation batch (per_device_train_batch_size x gradient_accumulation_steps = "
+             f"{self.generation_batch_size}) must be a multiple of num_generations={self.num_generations}, so every "
+             "rank holds whole groups")
+        need(self.num_iterations >= 1, f"grpo.num_iterations (mu) must be >= 1, got {self.num_iterations}")
+        need(self.beta >= 0, f"grpo.beta must be >= 0, got {self.beta}")
+        need(0 < self.epsilon < 1, f"grpo.epsilon must be in (0, 1), got {self.epsilon}")
+        need(self.epsilon_high is None or self.epsilon_high > 0, "grpo.epsilon_high must be > 0 (or null)")
+        need(self.loss_type in LOSS_TYPES, f"grpo.loss_type={self.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}")
+        need(self.scale_rewards in SCALE_REWARDS,
+             f"grpo.scale_rewards={self.scale_rewards!r}: choose one of {', '.join(SCALE_REWARDS)}")
+        need(self.max_prompt_length >= 1 and self.max_completion_length >= 1,
+             "grpo.max_prompt_length and grpo.max_completion_length must be >= 1")
+        need(self.temperature > 0, f"grpo.temperature must be > 0 (GRPO needs diverse samples), got {self.temperature}")
+        need(0 < self.top_p <= 1 and self.top_k >= 0, "grpo.top_p must be in (0, 1] and grpo.top_k >= 0")
+        need(self.max_sampling_rounds >= 1, "grpo.max_sampling_rounds must be >= 1")
+        need(bool(self.reward_funcs), "grpo.reward_funcs is empty; name at least one of " + ", ".join(REWARDS))
+        bad = [r for r in self.reward_funcs if r not in REWARDS]
+        need(not bad, f"grpo.reward_funcs: unknown {bad}; choose from {', '.join(REWARDS)}")
+        need(self.reward_weights is None or len(self.reward_weights) == len(self.reward_funcs),
+             f"grpo.reward_weights has {len(self.reward_weights or [])} entries for "
+             f"{len(self.reward_funcs)} reward_funcs")
+
+    @property
+    def generation_batch_size(self) -> int:
+        """Completions one rank samples per step."""
+        return self.per_device_train_batch_size * self.gradient_accumulation_steps
+
+    @property
+    def prompts_per_rank(self) -> int:
+        return self.generation_batch_size // self.num_generations
+
+
+@dataclass
+class GRPODataConfig:
+    """Where prompts come from: a task family of r1.tasks, rendered for the mode."""
+    mode: str = "r1_zero"  # r1_zero | r1
+    task: str = "arithmetic"
+    difficulty: int = 1
+    num_prompts: int = 2048
+    seed: int = 0  # problem generation seed (the order is shuffled by run.seed)
+    language: str = "en"  # target language of the language-consistency reward
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise TrainConfigError(f"data.mode={self.mode!r}: choose r1_zero (base model, R1-Zero template) "
+                                   "or r1 (chat template)")
+        if self.num_prompts < 1 or self.difficulty < 1:
+            raise TrainConfigError("data.num_prompts and data.difficulty must be >= 1")
+
+
+def _grpo_optim() -> OptimConfig:
+    # TRL's defaults for GRPO: lr 1e-6, no weight decay, Adam betas (0.9, 0.999), grad norm 1.0
+    return OptimConfig(lr=1e-6, warmup_steps=0, schedule="constant", weight_decay=0.0, beta2=0.999)
+
+
+@dataclass
+class GRPOTrainConfig:
+    run: RunConfig = field(default_factory=lambda: RunConfig(out_dir="runs/grpo"))
+    model: ModelSpec = field(default_factory=ModelSpec)
+    optim: OptimConfig = field(default_factory=_grpo_optim)
+    dist: DistConfig = field(default_factory=DistConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    data: GRPODataConfig = field(default_factory=GRPODataConfig)
+
+
+# ------------------------------------------------------------------------------ rewards and prompts
+def build_rewards(names: list[str], mode: str, think_in_prompt: bool, max_completion_length: int,
+                  language: str = "en") -> list:
+    style = "r1_zero" if mode == "r1_zero" else "chat"
+    table = {
+        "accuracy": lambda: R.make_accuracy_reward(think_in_prompt),
+        "format": lambda: R.make_format_reward(style, think_in_prompt),
+        "tag_count": lambda: R.make_tag_count_reward(style, think_in_prompt),
+        "language": lambda: R.make_language_reward(language, think_in_prompt),
+        "overlong": lambda: R.make_soft_overlong_reward(max_completion_length, max(1, max_completion_length // 4)),
+        "repetition": lambda: R.make_repetition_penalty(),
+    }
+    return [table[n]() for n in names]
+
+
+def render_prompt(record: dict, mode: str, tokenizer) -> str:
+    """The text the policy continues: R1-Zero template as is, or the chat template's rendering."""
+    if mode == "r1_zero":
+        return record["prompt"]
+    if not tokenizer.chat_templates:
+        raise TrainConfigError("data.mode=r1 needs a tokenizer with a chat template; use data.mode=r1_zero for a "
+                               "base model without one")
+    return tokenizer.apply_chat_template([{"role": "user", "content": record["prompt"]}], add_generation_prompt=True)
+
+
+# ------------------------------------------------------------------------------ the trainer
+class GRPOTrainer:
+    """Build from a GRPOTrainConfig; `model`, `tokenizer`, `records` and `reward_funcs` may be
+    given directly (tests, notebooks) instead of being loaded from the config."""
+
+    def __init__(self, cfg: GRPOTrainConfig, model=None, tokenizer=None, records: list[dict] | None = None,
+                 reward_funcs: list | None = None, reward_weights: list[float] | None = None):
+        self.cfg, g = cfg, cfg.grpo
+        setup_determinism(cfg.run.seed, cfg.run.deterministic)
+        self.dist = init_distributed(cfg.run.device, cfg.dist.backend)
+        if self.dist.distributed and cfg.dist.strategy != "ddp":
+            raise TrainConfigError("GRPO samples with the engine, which needs the whole policy on each rank: "
+                                   "use dist.strategy=ddp")
+        dtype = torch_dtype(cfg.run.dtype)
+        if model is None or tokenizer is None:
+            if not cfg.model.init_from:
+                raise TrainConfigError("GRPO starts from a trained model: set model.init_from to its checkpoint "
+                                       "folder (a pretrained base for r1_zero, a cold-start SFT model for r1)")
+            model = model if model is not None else r1.load_model(cfg.model.init_from, dtype=dtype)
+            tokenizer = tokenizer if tokenizer is not None else r1.load_tokenizer(cfg.model.init_from)
+        self.policy = model.to(self.dist.device)
+        self.tokenizer = tokenizer
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (tokenizer.eos_token_ids or [0])[0]
+        # The reference is the policy as training starts: loaded from init_from (so a resumed run
+        # compares against the same reference), or a frozen copy of a model given in memory.
+        self.ref = None
+        if g.beta > 0:
+            self.ref = (r1.load_model(cfg.model.init_from, dtype=dtype).to(self.dist.device) if cfg.model.init_from
+                        else copy.deepcopy(self.policy))
+            self.ref.eval().requires_grad_(False)
+
+        d = cfg.data
+        if records is None:
+            records = rl_records(d.task, d.num_prompts, seed=d.seed, split="train", difficulty=d.difficulty,
+                                 style="r1_zero" if d.mode == "r1_zero" else "chat")
+        self.records = records
+        self.prompt_texts = [render_prompt(r, d.mode, tokenizer) for r in records]
+        add_bos = d.mode == "r1_zero"  # chat templates write their own BOS
+        self.prompt_ids = [tokenizer.encode(t, add_special_tokens=add_bos)[-g.max_prompt_length:]
+                           for t in self.prompt_texts]
+        self.think_in_prompt = prompt_opens_reasoning(self.prompt_texts[0])
+        if reward_funcs is None:
+            reward_funcs = build_rewards(g.reward_funcs, d.mode, self.think_in_prompt, g.max_completion_length,
+                                         d.language)
+            reward_weights = g.reward_weights
+        self.reward_funcs = list(reward_funcs)
+        self.reward_names = [getattr(f, "__name__", f"reward_{i}") for i, f in enumerate(self.reward_funcs)]
+        self.reward_weights = torch.tensor(reward_weights or [1.0] * len(self.reward_funcs), dtype=torch.float32)
+        if len(self.reward_weights) != len(self.reward_funcs):
+            raise TrainConfigError(f"{len(self.reward_weights)} reward weights for {len(self.reward_funcs)} functions")
+        # the `accuracy` metric: the task's grader, whether or not it is one of the rewards
+        self.accuracy = (R.make_accuracy_reward(self.think_in_prompt)
+                         if records and "answer" in records[0] and "task" in records[0] else None)
+
+        self.sampler = BatchSampler([len(p) for p in self.prompt_ids], g.prompts_per_rank * self.dist.world_size,
+                                    seed=cfg.run.seed)
+        self._build_optimizer()
+        self.out_dir = Path(cfg.run.out_dir)
+        self.ckpt = CheckpointManager(self.out_dir / "checkpoints", cfg.run.keep_last, self.dist)
+        self.step = 0
+        resumed = self._maybe_resume()
+        # DDP wraps the two-pass forward (prompts once, then completions), so it sees one forward per backward
+        self.model = wrap_model(GroupedLM(self.policy), self.dist, cfg.dist.strategy)
+        self.logger = MetricsLogger(self.out_dir, enabled=self.dist.is_main, resume_step=self.step if resumed else None)
+
+    # ----- setup helpers
+    def _build_optimizer(self) -> None:
+        total = self.cfg.run.max_steps * self.cfg.grpo.num_iterations  # one scheduler step per update
+        self.optimizer, self.scheduler = build_optimizer(self.policy, self.cfg.optim, total)
+
+    def _maybe_resume(self) -> bool:
+        if not self.cfg.run.resume:
+            return False
+        self.ckpt.remove_incomplete()
+        barrier(self.dist)
+        latest = self.ckpt.latest() if self.cfg.run.resume else None
+        if latest is None:
+            return False
+        state = self.ckpt.restore(latest, self.policy, self.optimizer, self.scheduler)
+        self.step = int(state["step"])
+        self.sampler.load_state_dict(state["data"]["sampler"])
+        return True
+
+    def _model_files(self) -> dict[str, str]:
+        """The tokenizer files, so every checkpoint is a runnable model folder."""
+        src = self.cfg.model.init_from
+        files = tokenizer_files_from_dir(src) if src and Path(src).is_dir() else {}
+        return files or tokenizer_files(self.tokenizer)
+
+    # ----- one step
+    def _rollout(self, step: int) -> tuple[Rollout, torch.Tensor, dict[str, float]]:
+        """This rank's groups for the step, scored; with dynamic sampling, only groups whose rewards
+        differ, drawing again (all ranks together, so the prompt order stays shared) until each
+        rank has its quota or max_sampling_rounds is reached."""
+        g, rank, P = self.cfg.grpo, self.dist.rank, self.cfg.grpo.prompts_per_rank
+        kept: list[tuple[Rollout, torch.Tensor]] = []
+        spare: list[tuple[Rollout, torch.Tensor]] = []
+        n_kept, groups_seen, zero_groups, draws = 0, 0, 0, 0
+        gen_tokens, gen_s, score_s, cached = 0, 0.0, 0.0, 0
+        for draw in range(g.max_sampling_rounds if g.dynamic_sampling else 1):
+            idx = self.sampler.next()[rank * P:(rank + 1) * P]
+            draws += 1
+            if n_kept < P:
+                ro = generate_groups(self.policy, self.tokenizer, [self.prompt_ids[i] for i in idx],
+                                     [self.records[i] for i in idx], g.num_generations, g.max_completion_length,
+                                     g.temperature, g.top_p, g.top_k,
+                                     seeds=[rollout_seed(self.cfg.run.seed, step, draw, i) for i in idx])
+                gen_tokens, gen_s = gen_tokens + ro.gen_tokens, gen_s + ro.gen_seconds
+                cached += ro.cached_prompt_tokens
+                t0 = time.perf_counter()
+                per_func = score(ro, self.reward_funcs, [self.prompt_texts[i] for i in idx])
+                score_s += time.perf_counter() - t0
+                total = self._total_reward(per_func)
+                zero = group_advantages(total, g.num_generations).group_std_zero
+                groups_seen, zero_groups = groups_seen + len(idx), zero_groups + int(zero.sum())
+                G = g.num_generations
+                for gi in range(len(idx)):
+                    part = (ro.select([gi]), per_func[gi * G:(gi + 1) * G])
+                    if g.dynamic_sampling and bool(zero[gi]):
+                        spare.append(part)
+                    elif n_kept < P:
+                        kept.append(part)
+                        n_kept += 1
+            if not g.dynamic_sampling or not any_rank(n_kept < P, self.dist):
+                break
+        short = P - n_kept
+        # Still short after the last draw: top up with zero-variance groups (advantage 0, so no
+        # policy gradient) to keep every rank's batch the same shape for DDP.
+        kept += spare[:short]
+        rollout = Rollout.concat([r for r, _ in kept])
+        per_func = torch.cat([s for _, s in kept])
+        info = {"gen_tokens": gen_tokens, "gen_s": gen_s, "score_s": score_s, "cached": cached,
+                "groups_seen": groups_seen, "zero_groups": zero_groups, "draws": draws, "short": short}
+        return rollout, per_func, info
+
+    def _total_reward(self, per_func: torch.Tensor) -> torch.Tensor:
+        # TRL: weighted nansum over functions; a completion no function applies to is NaN (left out)
+        total = (per_func * self.reward_weights[None]).nansum(1)
+        return total.masked_fill(torch.isnan(per_func).all(1), float("nan"))
+
+    def _micro_batches(self, ro: Rollout, adv: torch.Tensor) -> list[dict[str, Any]]:
+        """Consecutive rows, per_device_train_batch_size at a time; each micro-batch carries its
+        distinct prompts once (u, P) and its completions (b, C), with `rows` mapping b -> u."""
+        g, G, dev = self.cfg.grpo, ro.num_generations, self.dist.device
+        out = []
+        B = g.per_device_train_batch_size
+        for s in range(0, len(ro.completion_ids), B):
+            rows = list(range(s, min(s + B, len(ro.completion_ids))))
+            groups = sorted({r // G for r in rows})
+            p_ids, p_mask = pad_left([ro.prompt_ids[i] for i in groups], self.pad_id)
+            c_ids, c_mask = pad_right([ro.completion_ids[r] or [self.pad_id] for r in rows], self.pad_id)
+            for k, r in enumerate(rows):
+                if not ro.completion_ids[r]:
+                    c_mask[k] = 0
+            loss_mask = c_mask.clone().float()
+            if g.mask_truncated_completions:  # DAPO §3.4 overlong filtering
+                loss_mask *= torch.tensor([0.0 if ro.truncated[r] else 1.0 for r in rows])[:, None]
+            row_tokens = int(c_mask.sum()) + sum(len(ro.prompt_ids[r // G]) for r in rows)
+            out.append({"prompt_ids": p_ids.to(dev), "prompt_mask": p_mask.to(dev), "completion_ids": c_ids.to(dev),
+                        "completion_mask": c_mask.to(dev), "rows": torch.tensor([groups.index(r // G) for r in rows],
+                                                                                 device=dev),
+                        "loss_mask": loss_mask.to(dev), "advantages": adv[rows].to(dev), "row_tokens": row_tokens})
+        return out
+
+    @staticmethod
+    def _forward(model, mb: dict[str, Any]) -> torch.Tensor:
+        """(b, C, V) logits; [:, t] predicts completion token t (see grpo_forward.py)."""
+        return model(mb["prompt_ids"], mb["prompt_mask"], mb["completion_ids"], mb["completion_mask"], mb["rows"])
+
+    @torch.no_grad()
+    def _ref_logps(self, mb: dict[str, Any]) -> torch.Tensor:
+        return token_logps(self._forward(GroupedLM(self.ref), mb), mb["completion_ids"], self.cfg.grpo.temperature)
+
+    def train_step(self) -> dict[str, float]:
+        """One generation batch and its mu policy updates; returns the logged metrics."""
+        g, cfg = self.cfg.grpo, self.cfg
+        step = self.step + 1
+        ro, per_func, info = self._rollout(step)
+        total = self._total_reward(per_func)
+        if g.scale_rewards == "batch" and self.dist.distributed:
+            # the std over the whole batch needs every rank's rewards; gather, compute, keep ours
+            parts = [torch.empty_like(total) for _ in range(self.dist.world_size)]
+            torch.distributed.all_gather(parts, total)
+            adv = group_advantages(torch.cat(parts), g.num_generations, "batch").advantages
+            adv = adv.view(self.dist.world_size, -1)[self.dist.rank]
+        else:
+            adv = group_advantages(total, g.num_generations, g.scale_rewards).advantages
+        mbs = self._micro_batches(ro, adv)
+
+        t_train = time.perf_counter()
+        if self.ref is not None:
+            for mb in mbs:
+                mb["ref_logps"] = self._ref_logps(mb)
+        tokens = torch.tensor([float(sum(mb["loss_mask"].sum() for mb in mbs))])
+        num_items = float(all_reduce_sum(tokens, self.dist)) / self.dist.world_size
+        sums = {"loss": 0.0, "tokens": 0.0, "clip_low": 0.0, "clip_high": 0.0, "kl": 0.0, "entropy": 0.0,
+                "entropy_tokens": 0.0}
+        train_tokens, grad_norm = 0, 0.0
+        self.model.train()
+        for it in range(g.num_iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            for k, mb in enumerate(mbs):
+                with no_sync(self.model, k == len(mbs) - 1):
+                    logits = self._forward(self.model, mb)
+                    logps, ent = token_logps(logits, mb["completion_ids"], g.temperature, with_entropy=True)
+                    if it == 0 and g.num_iterations > 1:
+                        # pi_old is the policy before this batch's first update -- which is the
+                        # policy of iteration 0 itself (no update happens until all its
+                        # micro-batches are done), so its log-probs need no extra forward.
+                        mb["old_logps"] = logps.detach()
+                    out = grpo_loss(logps, mb["advantages"], mb["loss_mask"], loss_type=g.loss_type,
+                                    old_logps=mb.get("old_logps") if it > 0 else None, epsilon=g.epsilon,
+                                    epsilon_high=g.epsilon_high, beta=g.beta, ref_logps=mb.get("ref_logps"),
+                                    max_completion_length=g.max_completion_length, num_items_in_batch=num_items,
+                                    grad_accum_steps=len(mbs))
+                    out.loss.backward()
+                sums["loss"] += float(out.loss.detach())
+                for key in ("tokens", "clip_low", "clip_high", "kl"):
+                    sums[key] += getattr(out, key)
+                # over every sampled token, also those a mask keeps out of the loss
+                sums["entropy"] += float((ent * mb["completion_mask"]).sum())
+                sums["entropy_tokens"] += float(mb["completion_mask"].sum())
+                train_tokens += mb["row_tokens"]
+            clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+            norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), clip)
+            if any_rank(not torch.isfinite(norm).item(), self.dist):
+                self.optimizer.zero_grad(set_to_none=True)
+                last = self.ckpt.latest()
+                raise NonFiniteError(f"step {step}: gradient norm is {float(norm)}; the update was NOT applied and "
+                                     f"training stopped (last good checkpoint: {last or 'none yet'}). Lower optim.lr, "
+                                     "keep optim.grad_clip on, or check the rewards; resume with --resume.")
+            grad_norm = float(norm)
+            self.optimizer.step()
+            self.scheduler.step()
+        train_s = time.perf_counter() - t_train
+        self.step = step
+        return self._metrics(ro, per_func, total, info, sums, train_tokens, train_s, grad_norm)
+
+    def _metrics(self, ro: Rollout, per_func: torch.Tensor, total: torch.Tensor, info: dict, sums: dict,
+                 train_tokens: int, train_s: float, grad_norm: float) -> dict[str, float]:
+        """Means over all ranks: every quantity is reduced as a (sum, count) pair."""
+        g = self.cfg.grpo
+        acc: list = []
+        if "accuracy_reward" in self.reward_names:  # already graded: reuse, do not grade twice
+            acc = per_func[:, self.reward_names.index("accuracy_reward")].tolist()
+            acc = [None if a != a else a for a in acc]
+        elif self.accuracy is not None:
+            rec_cols = {k: [ro.records[i // g.num_generations].get(k) for i in range(len(ro.texts))]
+                        for k in ro.records[0] if k != "prompt"}
+            acc = self.accuracy([None] * len(ro.texts), ro.texts, **rec_cols)
+        lengths = torch.tensor([float(len(c)) for c in ro.completion_ids])
+        ok = ~torch.isnan(per_func)
+        vec = torch.cat([
+            torch.nan_to_num(per_func, nan=0.0).sum(0), ok.sum(0).float(),  # per-function sums, counts
+            torch.tensor([torch.nan_to_num(total, nan=0.0).sum(), (~torch.isnan(total)).sum(),
+                          torch.nan_to_num(total, nan=0.0).pow(2).sum(),
+                          sum(a for a in acc if a is not None), sum(a is not None for a in acc),
+                          lengths.sum(), len(lengths),
+                          sum(ro.truncated), info["groups_seen"], info["zero_groups"], info["short"],
+                          sums["tokens"], sums["clip_low"], sums["clip_high"], sums["kl"], sums["entropy"],
+                          sums["entropy_tokens"], sums["loss"],
+                          info["gen_tokens"], info["gen_s"], train_tokens, train_s, info["score_s"], info["cached"]],
+                         dtype=torch.float64)])
+        vec = all_reduce_sum(vec.to(self.dist.device), self.dist).cpu()
+        F = per_func.shape[1]
+        fs, fc, rest = vec[:F], vec[F:2 * F], vec[2 * F:].tolist()
+        (r_sum, r_n, r_sq, a_sum, a_n, l_sum, l_n, trunc, seen, zero, short, tok, lo, hi, kl, ent, ent_n, loss,
+         gtok, gs, ttok, ts, ss, cached) = rest
+        W = self.dist.world_size
+        m: dict[str, float] = {f"rewards/{n}/mean": float(fs[i] / fc[i]) if fc[i] else float("nan")
+                               for i, n in enumerate(self.reward_names)}
+        mean = r_sum / max(r_n, 1)
+        m.update({
+            "reward": mean, "reward_std": max(0.0, r_sq / max(r_n, 1) - mean ** 2) ** 0.5,
+            "accuracy": a_sum / a_n if a_n else float("nan"),
+            "completions/mean_length": l_sum / max(l_n, 1), "completions/clipped_ratio": trunc / max(l_n, 1),
+            "frac_reward_zero_std": zero / max(seen, 1),  # over every group sampled this step
+            "clip_ratio/low_mean": lo / max(tok, 1), "clip_ratio/high_mean": hi / max(tok, 1),
+            "clip_ratio/region_mean": (lo + hi) / max(tok, 1),
+            "entropy": ent / max(ent_n, 1), "loss": loss / (W * g.num_iterations), "grad_norm": grad_norm,
+            "lr": self.scheduler.get_last_lr()[0],
+            # rates over all ranks: tokens summed, time of the slowest rank approximated by the mean
+            "rollout/tokens_per_s": gtok / max(gs / W, 1e-9), "train/tokens_per_s": ttok / max(ts / W, 1e-9),
+            "time/rollout_s": gs / W, "time/reward_s": ss / W, "time/train_s": ts / W,
+            "rollout/prefix_cached_tokens": cached,
+        })
+        if g.beta > 0:
+            m["kl"] = kl / max(tok, 1)
+        if g.dynamic_sampling:
+            m["dynamic_sampling/groups_sampled"] = seen
+            m["dynamic_sampling/short_groups"] = short
+        return m
+
+    # ----- the loop
+    def save(self) -> Path:
+        # the bare policy: its parameter names are the checkpoint's (the DDP / GroupedLM wrappers add prefixes)
+        return self.ckpt.save(self.step, self.policy, self.optimizer, self.scheduler,
+                              data_state={"sampler": self.sampler.state_dict()}, model_files=self._model_files(),
+                              config_yaml=yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
+
+    def train(self) -> list[dict]:
+        run, history = self.cfg.run, []
+        if self.dist.is_main:
+            save_config(self.cfg, self.out_dir / CONFIG_FILE)
+        show = ("reward", "accuracy", "completions/mean_length")
+        try:
+            with TrainProgress(run.max_steps, self.step, enabled=run.progress and self.dist.is_main,
+                               description="grpo", show=show, plain_every=run.log_every) as bar:
+                while self.step < run.max_steps:
+                    metrics = self.train_step()
+                    if self.step % run.log_every == 0 or self.step == run.max_steps:
+                        history.append(self.logger.log(self.step, **metrics))
+                    bar.update(self.step, metrics)
+                    if (run.save_every and self.step % run.save_every == 0) or self.step == run.max_steps:
+                        self.save()
+        finally:
+            self.logger.close()
+        if self.dist.is_main:
+            export_final(self.ckpt.latest(), self.out_dir / MODEL_DIR)  # RUN/model: what `r1 run` loads
+        barrier(self.dist)
+        return history
+
+
+def train_grpo(cfg: GRPOTrainConfig) -> list[dict]:
+    """Run GRPO as configured (the `r1 train grpo` entry point); returns the logged records."""
+    trainer = GRPOTrainer(cfg)
+    try:
+        return trainer.train()
+    finally:
+        cleanup(trainer.dist)
+
+
+# The `r1 train` contract (r1/train/cli.py): a config class and train(cfg).
+CONFIG = GRPOTrainConfig
+train = train_grpo
+DESCRIPTION = "GRPO (R1-Zero and R1 modes): sampled groups, rule-based rewards, clipped objective + k3 KL"
+
+__all__ = ["GRPOConfig", "GRPODataConfig", "GRPOTrainConfig", "GRPOTrainer", "build_rewards", "render_prompt",
+           "train_grpo", "MODES", "REWARDS"]
