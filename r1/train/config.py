@@ -99,6 +99,9 @@ class ModelSpec:
     def __post_init__(self) -> None:
         from r1.config import PRESETS
 
+        if self.init_from and self.overrides:
+            raise TrainConfigError("model.overrides only shape a fresh model from model.preset; a model.init_from "
+                                   "checkpoint keeps its own config.json (drop one of the two)")
         if self.init_from is None and self.preset not in PRESETS:
             raise TrainConfigError(f"model.preset={self.preset!r} is unknown; known: {', '.join(PRESETS)} "
                                    "(or set model.init_from to a checkpoint folder)")

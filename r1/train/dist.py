@@ -45,7 +45,6 @@ def init_distributed(device: str = "auto", backend: str = "auto", timeout_s: flo
     """Join the process group torchrun describes (RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR) or
     return a single-process DistInfo. gloo on CPU, NCCL on CUDA, unless `backend` says otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank)
     if dev.type == "cuda":

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from r1.train.checkpoint import MODEL_DIR, CheckpointManager
-from r1.train.config import CONFIG_FILE, ModelSpec, save_config, to_dict, torch_dtype
+from r1.train.config import CONFIG_FILE, ModelSpec, TrainConfigError, save_config, to_dict, torch_dtype
 from r1.train.data import Batch, BatchSampler, micro_batches
 from r1.train.dist import DistInfo, all_reduce_sum, any_rank, barrier, init_distributed, no_sync, wrap_model
 from r1.train.fp8 import enable_fp8
@@ -34,12 +34,31 @@ class NonFiniteError(RuntimeError):
 
 
 def setup_determinism(seed: int, deterministic: bool) -> None:
+    """Seed python and torch; with `deterministic`, switch torch's deterministic algorithms on
+    (process-wide and left on: a process that runs one training job; see `seeded` otherwise)."""
     import random
 
     random.seed(seed)
     torch.manual_seed(seed)
     if deterministic:
         torch.use_deterministic_algorithms(True)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, deterministic: bool):
+    """Seed python and torch for a run; with `deterministic`, torch's deterministic algorithms for
+    the duration of the run only (the flag is process-wide, so it is restored afterwards)."""
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    before = torch.are_deterministic_algorithms_enabled()
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def build_train_model(spec: ModelSpec, tokenizer, seed: int, device: torch.device) -> nn.Module:
@@ -148,6 +167,11 @@ class Trainer:
             self.ckpts.remove_incomplete()
             barrier(self.dist)
             resume_from = self.ckpts.latest()
+        elif self.ckpts.latest() is not None:
+            # Starting over on top of another run's checkpoints would mix the two (pruning and a
+            # later --resume would pick the stale ones).
+            raise TrainConfigError(f"{self.out} already holds checkpoints ({self.ckpts.latest().name}); pass --resume "
+                                   "(run.resume=true) to continue it, or choose another run.out_dir")
         if resume_from is not None:
             self.ckpts.load_model(resume_from, self.model)
         if self.cfg.fp8.enabled:

@@ -88,21 +88,21 @@ def train(cfg: PretrainConfig) -> list[dict]:
     """Run pretraining; returns the logged metrics (rank 0 writes RUN/metrics.jsonl, RUN/model)."""
     from r1.train.data import pack_texts
     from r1.train.dist import cleanup, init_distributed
-    from r1.train.loop import LoopSpec, Trainer, build_train_model, setup_determinism
+    from r1.train.loop import LoopSpec, Trainer, build_train_model, seeded
     from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
 
     dist = init_distributed(cfg.run.device, cfg.dist.backend)
     try:
-        setup_determinism(cfg.run.seed + dist.rank, cfg.run.deterministic)
-        tok = get_tokenizer(cfg, dist.is_main, dist)
-        data = pack_texts(corpus(cfg.data), tok, cfg.data.seq_len)
-        train_set, eval_set = data.split(cfg.data.eval_fraction)
-        model = build_train_model(cfg.model, tok, cfg.run.seed, dist.device)
-        src = cfg.data.tokenizer or cfg.model.init_from
-        files = (tokenizer_files_from_dir(src) if src and (Path(src) / "tokenizer.json").is_file()
-                 else tokenizer_files(tok))
-        spec = LoopSpec(train_set, eval_set, cfg.data.batch_size, cfg.data.grad_accum, model_files=files,
-                        description="pretrain")
-        return Trainer(cfg, model, spec, dist).fit()
+        with seeded(cfg.run.seed + dist.rank, cfg.run.deterministic):
+            tok = get_tokenizer(cfg, dist.is_main, dist)
+            data = pack_texts(corpus(cfg.data), tok, cfg.data.seq_len)
+            train_set, eval_set = data.split(cfg.data.eval_fraction)
+            model = build_train_model(cfg.model, tok, cfg.run.seed, dist.device)
+            src = cfg.data.tokenizer or cfg.model.init_from
+            files = (tokenizer_files_from_dir(src) if src and (Path(src) / "tokenizer.json").is_file()
+                     else tokenizer_files(tok))
+            spec = LoopSpec(train_set, eval_set, cfg.data.batch_size, cfg.data.grad_accum, model_files=files,
+                            description="pretrain")
+            return Trainer(cfg, model, spec, dist).fit()
     finally:
         cleanup(dist)

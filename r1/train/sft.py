@@ -193,7 +193,7 @@ def build_dataset(cfg: SFTDataConfig, tokenizer):
 def train(cfg: SFTConfig) -> list[dict]:
     import r1
     from r1.train.dist import cleanup, init_distributed
-    from r1.train.loop import LoopSpec, Trainer, build_train_model, setup_determinism
+    from r1.train.loop import LoopSpec, Trainer, build_train_model, seeded
     from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
 
     src = cfg.data.tokenizer or cfg.model.init_from
@@ -202,16 +202,16 @@ def train(cfg: SFTConfig) -> list[dict]:
                                "or data.tokenizer")
     dist = init_distributed(cfg.run.device, cfg.dist.backend)
     try:
-        setup_determinism(cfg.run.seed + dist.rank, cfg.run.deterministic)
-        tok = r1.load_tokenizer(src)
-        data, dropped = build_dataset(cfg.data, tok)
-        if dropped and dist.is_main:
-            print(f"sft: dropped {dropped} examples longer than data.max_len={cfg.data.max_len} tokens")
-        train_set, eval_set = data.split(cfg.data.eval_fraction)
-        model = build_train_model(cfg.model, tok, cfg.run.seed, dist.device)
-        files = (tokenizer_files_from_dir(src) if (Path(src) / "tokenizer.json").is_file() else tokenizer_files(tok))
-        spec = LoopSpec(train_set, eval_set, cfg.data.batch_size, cfg.data.grad_accum, bucket=cfg.data.bucket,
-                        model_files=files, description="sft")
-        return Trainer(cfg, model, spec, dist).fit()
+        with seeded(cfg.run.seed + dist.rank, cfg.run.deterministic):
+            tok = r1.load_tokenizer(src)
+            data, dropped = build_dataset(cfg.data, tok)
+            if dropped and dist.is_main:
+                print(f"sft: dropped {dropped} examples longer than data.max_len={cfg.data.max_len} tokens")
+            train_set, eval_set = data.split(cfg.data.eval_fraction)
+            model = build_train_model(cfg.model, tok, cfg.run.seed, dist.device)
+            files = (tokenizer_files_from_dir(src) if (Path(src) / "tokenizer.json").is_file() else tokenizer_files(tok))
+            spec = LoopSpec(train_set, eval_set, cfg.data.batch_size, cfg.data.grad_accum, bucket=cfg.data.bucket,
+                            model_files=files, description="sft")
+            return Trainer(cfg, model, spec, dist).fit()
     finally:
         cleanup(dist)
