@@ -161,4 +161,8 @@ def _print_report(report: dict) -> None:
         print(f"\nwarning: {w}")
     if report.get("stale_cgroups"):
         print(f"\n{len(report['stale_cgroups'])} cgroups left by killed runs; `r1 sandbox doctor --clean` removes them")
-    print(f"\nisolation level: {report['level'].upper()}")
+    ok = ver is None or ver.get("ok", "checks" in ver and all(ver["checks"].values()))
+    if ok:
+        print(f"\nisolation level: {report['level'].upper()}")
+    else:  # what the mechanisms promise was not what a program inside observed
+        print(f"\nisolation level: {report['level'].upper()} planned, NOT VERIFIED (see FAIL above)")

@@ -138,6 +138,9 @@ def setup_mounts(spec: dict) -> None:
     # Private first: otherwise the tmpfs mounts below would propagate to the host.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     make_root_readonly()
+    # Interpreter dirs below /tmp or /dev/shm are held open by fd before the tmpfs mounts hide
+    # them, then bound back read-only through /proc/self/fd (the path alone no longer reaches them).
+    kept = {d: os.open(d, os.O_PATH | os.O_DIRECTORY) for d in spec.get("keep_dirs", []) if os.path.isdir(d)}
     if spec["expose"]:
         expose(spec["expose"], spec["workdir"])
     size = f"size={spec['tmpfs_mb']}m"
@@ -146,6 +149,11 @@ def setup_mounts(spec: dict) -> None:
     for extra in ("/tmp", "/dev/shm"):
         if extra != spec["workdir"] and os.path.isdir(extra):
             mount("tmpfs", extra, "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
+    for d, fd in kept.items():
+        os.makedirs(d, mode=0o755, exist_ok=True)
+        mount(f"/proc/self/fd/{fd}", d, None, MS_BIND | MS_REC)
+        mount(None, d, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        os.close(fd)
 
 
 def expose(groups: list, staging: str) -> None:

@@ -44,6 +44,9 @@ class IsolationPlan:
     mechanisms: tuple[Mechanism, ...]
     level: str
     warnings: tuple[str, ...] = field(default=())
+    # interpreter dirs below /tmp or /dev/shm (a venv in a checkout under /tmp): the private tmpfs
+    # mounted there would hide them, so the launcher binds them back read-only (launcher.keep_dirs)
+    keep_dirs: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
@@ -69,6 +72,9 @@ def probe_namespaces(python: str = sys.executable) -> dict[str, bool]:
         return {}
 
 
+TMPFS_DIRS = ("/tmp", "/dev/shm")  # get a private tmpfs in the mount namespace (launcher.setup_mounts)
+
+
 def interpreter_dirs(python: str) -> list[str]:
     """Directories the interpreter needs at run time: its real binary's dir and prefixes."""
     code = ("import json, os, sys; print(json.dumps([os.path.dirname(os.path.realpath(sys.executable)), "
@@ -78,6 +84,12 @@ def interpreter_dirs(python: str) -> list[str]:
         dirs = [os.path.realpath(d) for d in json.loads(out.stdout)]
     except (OSError, subprocess.SubprocessError, ValueError):
         return []
+    # The path we exec may be a venv's symlink (<venv>/bin/python3 -> the real binary): its own
+    # directory and the venv root (pyvenv.cfg) must be reachable as well as the real binary's.
+    link_dir = os.path.dirname(os.path.abspath(python))
+    dirs.append(link_dir)
+    if os.path.exists(os.path.join(os.path.dirname(link_dir), "pyvenv.cfg")):
+        dirs.append(os.path.dirname(link_dir))
     # Outermost first; a dir inside another needed one is covered by it.
     out_dirs: list[str] = []
     for d in sorted(set(dirs), key=len):
@@ -177,13 +189,15 @@ def plan(config: SandboxConfig) -> IsolationPlan:
     if layout is None and config.use_cgroups:
         warn.append(f"no cgroups: {cg_why}")
 
+    keep = tuple(d for d in interpreter_dirs(config.python) if any(d == t or d.startswith(t + os.sep) for t in TMPFS_DIRS)) \
+        if ns["mount"] else ()
     strong = (drop_uid or user_ns_child) and ns["pid"] and ns["net"] and ns["mount"] and pids_cg and mem_cg
     partial = unprivileged and (pids_cg or nproc) and (ns["net"] or use_seccomp)
     level = "strong" if strong else "partial" if partial else "minimal"
     return IsolationPlan(
         namespaces={**ns, "user": user_ns}, drop_uid=drop_uid, user_ns_child=user_ns_child,
         cgroup=layout, seccomp=use_seccomp, expose=tuple((t, tuple(d)) for t, d in expose), nproc_limit=nproc, mechanisms=tuple(mech),
-        level=level, warnings=tuple(warn),
+        level=level, warnings=tuple(warn), keep_dirs=keep,
     )
 
 

@@ -187,6 +187,7 @@ class Sandbox:
             "go_fd": go_fd,
             "seccomp": plan.seccomp,
             "expose": [[top, list(dirs)] for top, dirs in plan.expose],
+            "keep_dirs": list(plan.keep_dirs),
             "rlimits": rlimits,
             "timeout_s": limits.timeout_s,
             "python": self.config.python,
