@@ -10,7 +10,7 @@ import importlib
 # public name -> (module, attribute)
 _EXPORTS = {
     "ModelConfig": ("r1.config", "ModelConfig"),
-    "load_model": ("r1.formats.loader", "load_model"),
+    "load_model": ("r1.engine.load", "load_model"),
     "save_model": ("r1.formats.safetensors_io", "save_checkpoint"),
     "load_tokenizer": ("r1.chat.tokenizer", "load_tokenizer"),
     "LLM": ("r1.engine.engine", "LLM"),

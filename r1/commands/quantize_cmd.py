@@ -1,8 +1,9 @@
 """`r1 quantize IN OUT --scheme int4|int8|fp8 [--group-size 32]`: write a weight-quantized checkpoint.
 
-IN is a safetensors folder or a .gguf file. A GGUF file's 4-bit blocks (Q4_0/Q4_1/Q4_K) are carried over
-exactly when the target is int4 with group 32 (they are group-32 int4 already); other layers, and every
-other scheme or group size, are quantized from the float weights. OUT is a folder (config.json with a
+IN is a safetensors folder, a DeepSeek FP8 release or a .gguf file. A GGUF file's 4-bit blocks (Q4_0/Q4_1/
+Q4_K) are carried over exactly when the target is int4 with group 32 (they are group-32 int4 already) and
+--dtype is float32 (other dtypes round their scales); other layers, and every other scheme or group size,
+are quantized from the float weights. OUT is a folder (config.json with a
 quantization_config, safetensors, the tokenizer files), written atomically; load it with
 `r1.engine.quant_io.load_quantized`. FP8 output is DeepSeek's release layout, which `r1.load_model` reads too.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from pathlib import Path
+
+import torch
 
 from r1.commands.common import parse_dtype
 
@@ -22,7 +25,8 @@ def _size(path: Path) -> int:
 def quantize_cmd(args: argparse.Namespace) -> int:
     import r1
     from r1.engine.quant import DEFAULT_SKIP, SCHEMES, quant_modules, quantize_model
-    from r1.engine.quant_io import save_quantized, tokenizer_files
+    from r1.engine.quant_io import read_quantization_config, save_quantized, tokenizer_files
+    from r1.engine.quant_linear import int4_fits
 
     src, out = Path(args.input).expanduser(), Path(args.output).expanduser()
     if not src.exists():
@@ -33,6 +37,12 @@ def quantize_cmd(args: argparse.Namespace) -> int:
         raise SystemExit("r1 quantize: OUT must differ from IN")
     if out.exists() and not args.force:
         raise SystemExit(f"r1 quantize: {out} already exists; pass --force to replace it")
+    if args.scheme == "int4" and (why := int4_fits(16, args.group_size, args.group_size)):
+        raise SystemExit(f"r1 quantize: --group-size: {why}")  # before a possibly long load
+    qc = read_quantization_config(src)
+    if qc is not None and qc.get("quant_method") != "fp8":  # DeepSeek's FP8 release loads as float: fine
+        raise SystemExit(f"r1 quantize: {src} is already quantized (quant_method={qc.get('quant_method')!r}); "
+                         "start from a float checkpoint, a DeepSeek FP8 release or a .gguf file")
     dtype = parse_dtype(args.dtype)
     native = src.is_file() and src.suffix == ".gguf" and args.scheme == "int4" and args.group_size == 32
     try:
@@ -49,7 +59,8 @@ def quantize_cmd(args: argparse.Namespace) -> int:
     files = tokenizer_files(src)
     save_quantized(model, out, extra_files=files)
     counts = Counter(m.scheme for m in quant_modules(model).values())
-    carried = " (the GGUF file's 4-bit blocks carried over exactly)" if native else ""
+    carried = "" if not native else (" (the GGUF file's 4-bit blocks carried over exactly)" if dtype == torch.float32
+                                     else f" (the GGUF file's 4-bit codes carried over; scales rounded to {args.dtype})")
     print(f"{src} -> {out}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) +
           f" linear layers quantized, {len(summary.kept)} kept float{carried}")
     if args.verbose:

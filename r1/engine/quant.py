@@ -17,6 +17,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from r1.engine.quant_linear import (
@@ -102,6 +103,14 @@ def quantize_model(model: nn.Module, scheme: str, group_size: int = 32, skip: Se
     return summary
 
 
+def set_compute_dtype(model: nn.Module, dtype: torch.dtype | None) -> None:
+    """The dtype every int4/int8 layer runs its CPU kernel in (default bf16; None = the activations' dtype).
+    See the footgun in r1/engine/quant_linear.py: this torch's CPU kernels are fast in bf16 only."""
+    for m in model.modules():
+        if isinstance(m, QuantLinear):
+            m.compute_dtype = dtype
+
+
 def quant_modules(model: nn.Module) -> dict[str, QuantLinear]:
     return {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
 
@@ -111,16 +120,18 @@ def is_quantized(model: nn.Module) -> bool:
 
 
 def linear_weight_bytes(model: nn.Module) -> int:
-    """Bytes held by the weights of all linear layers (float or quantized), biases excluded."""
+    """Bytes held by the weights of the linear layers (quantized: codes, scales and derived copies), biases
+    excluded. A head tied to the embedding is the embedding's storage, so it is not counted."""
+    tied = bool(getattr(getattr(model, "config", None), "tie_word_embeddings", False))
     total = 0
-    for m in model.modules():
+    for name, m in model.named_modules():
         if isinstance(m, QuantLinear):
             total += m.weight_nbytes()
-        elif isinstance(m, nn.Linear):
+        elif isinstance(m, nn.Linear) and not (tied and name == "lm_head"):
             total += m.weight.numel() * m.weight.element_size()
     return total
 
 
 __all__ = ["DEFAULT_SKIP", "DIRECT_WEIGHT_READERS", "FP8Linear", "Int4Linear", "Int8Linear", "QuantLinear",
            "QuantSummary", "SCHEMES", "is_quantized", "linear_weight_bytes", "quant_modules", "quantize_linear",
-           "quantize_model", "replace_module"]
+           "quantize_model", "replace_module", "set_compute_dtype"]

@@ -37,7 +37,7 @@ from r1.engine.quant import DIRECT_WEIGHT_READERS, matches, quant_modules, repla
 from r1.engine.quant_linear import FP8, FP8Linear, Int4Linear, Int8Linear, QuantLinear, unpack_nibbles
 from r1.formats.loader import empty_model, load_tensors
 from r1.formats.names import hub_to_ours, mtp_copies, ours_to_hub
-from r1.formats.safetensors_io import FormatError, dequantize_fp8_block, iter_safetensors, tensor_names
+from r1.formats.safetensors_io import FormatError, iter_safetensors, tensor_names
 from r1.model import CausalLM
 
 DEEPSEEK_FP8_CONFIG = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
@@ -134,7 +134,7 @@ def _tensors(model: CausalLM, dtype: torch.dtype | None) -> dict[str, torch.Tens
     head = model.lm_head.dequantize() if isinstance(model.lm_head, QuantLinear) else model.lm_head.weight
     for hub, ours in mtp_copies(cfg).items():  # DeepSeek's layout repeats embedding and head per MTP layer
         src = head if ours == "lm_head.weight" else model.model.embed_tokens.weight
-        out[hub] = src.detach().cpu().to(dtype or src.dtype).contiguous()
+        out[hub] = src.detach().cpu().to(dtype or src.dtype).clone()  # safetensors refuses shared storage
     return out
 
 

@@ -10,8 +10,8 @@ an asymmetric min/max group (w = q * s + min) has zeros = min + 8 s, and a symme
 `forward` uses a fused kernel where one exists for the tensor's device; `forward_reference` is the slow
 path (`dequantize()` then F.linear) that tests hold every kernel to. Kernels, as this torch build has them:
 
-  int8       aten._weight_int8pack_mm(x (M, K), qweight int8 (N, K), scales (N,)): CPU and CUDA;
-             x fp32/bf16/fp16 and contiguous, scales in x's dtype.
+  int8       aten._weight_int8pack_mm(x (M, K), qweight int8 (N, K), scales (N,)): x fp32/bf16/fp16 and
+             contiguous, scales in x's dtype. CPU; CUDA builds of recent torch have it too (untested here).
   int4 CPU   aten._convert_weight_to_int4pack_for_cpu(q int32 (N, K), innerKTiles) -> uint8 (N, K/2) in a
              blocked layout, aten._weight_int4pack_mm_for_cpu(x, packed, group, scales_and_zeros (K/G, N, 2));
              N % 16 == 0, group in {32, 64, 128, 256}, K % group == 0, x fp32/bf16/fp16, scales in x's dtype.
@@ -20,6 +20,12 @@ path (`dequantize()` then F.linear) that tests hold every kernel to. Kernels, as
   fp8 CUDA   torch._scaled_mm with 1x128 activation blocks and 128x128 weight blocks (sm90, CUDA >= 12.9).
   fp8 CPU    no kernel: the weight is dequantized on every call, then F.linear. No float copy is cached:
              it would hold more memory than the float model, which is what FP8 weights exist to avoid.
+
+Footgun, measured on this torch build (AVX512 CPU): the int4/int8 CPU kernels are vectorized for bf16 only.
+With fp32 activations they run a scalar fallback 20-60x slower than a plain fp32 matmul (1536x512, one row:
+1.8 ms vs 0.09 ms; bf16: 0.03 ms). So on CPU the int4/int8 layers run their kernel in `compute_dtype`
+(default bf16) whatever the activations' dtype, casting the input in and the output back; set
+`compute_dtype = None` (r1.engine.quant.set_compute_dtype) to run in the activations' own dtype.
 
 The modules are inference-only (their quantized state is buffers, not parameters). Their buffers are
 non-persistent: `state_dict()` carries only the bias, and checkpoints are written by `quant_io`, which
@@ -36,6 +42,15 @@ from r1.formats.safetensors_io import FP8_BLOCK, dequantize_fp8_block, quantize_
 INT4_GROUP_SIZES = (32, 64, 128, 256)  # what both int4 kernels accept
 INT4_N_MULTIPLE = 16  # the CPU packer needs N % 16 == 0 (CUDA needs % 8)
 FP8 = torch.float8_e4m3fn
+CPU_COMPUTE_DTYPE = torch.bfloat16  # see the footgun in the module docstring
+
+
+def aligned(t: torch.Tensor) -> torch.Tensor:
+    """t, copied if its data does not start on a 64-byte boundary. Footgun: this torch's CPU
+    `_weight_int8pack_mm` segfaults on misaligned operands (an activation view that starts 2 bytes into its
+    storage, a weight read straight from a safetensors file at an odd offset). Fresh allocations are aligned;
+    views and zero-copy file reads need not be."""
+    return t if t.data_ptr() % 64 == 0 else t.clone()
 
 
 def int4_fits(out_features: int, in_features: int, group_size: int) -> str | None:
@@ -115,6 +130,19 @@ def unpack_int4_cpu(packed: torch.Tensor, n: int, k: int) -> torch.Tensor:
     return out
 
 
+def dequantize_fp8(weight: torch.Tensor, scale_inv: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Bit-identical to safetensors_io.dequantize_fp8_block, ~2x faster on CPU: torch converts float8 to
+    float with a scalar loop there, while a 256-entry table lookup vectorizes; and when the shape is whole
+    tiles the scales broadcast over a tiled view instead of being repeated out to full size."""
+    n, k = weight.shape
+    if weight.device.type != "cpu" or n % FP8_BLOCK or k % FP8_BLOCK:
+        return dequantize_fp8_block(weight, scale_inv, dtype)
+    table = torch.arange(256, dtype=torch.uint8).view(FP8).float()  # every e4m3 value, by bit pattern
+    w = table[weight.view(torch.uint8).int()]
+    tiles = w.view(n // FP8_BLOCK, FP8_BLOCK, k // FP8_BLOCK, FP8_BLOCK) * scale_inv.float()[:, None, :, None]
+    return tiles.view(n, k).to(dtype)
+
+
 # ---------------------------------------------------------------- modules
 class QuantLinear(nn.Module):
     """Common part: shape, bias, the reference path, and device moves that keep quantized bits exact."""
@@ -124,9 +152,11 @@ class QuantLinear(nn.Module):
     # would turn float8 weights into bf16 and round fp32 scales). They follow device moves only.
     exact_buffers: tuple[str, ...] = ()
 
-    def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None):
+    def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None,
+                 compute_dtype: torch.dtype | None = CPU_COMPUTE_DTYPE):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        self._compute_dtype = compute_dtype
         if bias is not None and tuple(bias.shape) != (out_features,):
             raise ValueError(f"{type(self).__name__}: bias has shape {tuple(bias.shape)}, expected ({out_features},)")
         # Registered even when None, so a loader can hand the layer its bias Parameter later.
@@ -144,8 +174,23 @@ class QuantLinear(nn.Module):
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.dequantize(torch.float32).to(x.dtype), self.bias)
 
+    @property
+    def compute_dtype(self) -> torch.dtype | None:
+        """dtype the CPU kernel runs in (None: the activations' dtype). Ignored by FP8 and off the CPU."""
+        return self._compute_dtype
+
+    @compute_dtype.setter
+    def compute_dtype(self, dtype: torch.dtype | None) -> None:
+        if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"compute_dtype must be None, float32, bfloat16 or float16, got {dtype}")
+        self._compute_dtype = dtype
+        self._relayout()
+
+    def _kernel_dtype(self, x: torch.Tensor) -> torch.dtype:
+        return (self._compute_dtype or x.dtype) if x.device.type == "cpu" else x.dtype
+
     def _relayout(self) -> None:
-        """Rebuild device-specific packing after a device move (int4)."""
+        """Rebuild what derives from the stored state for its device and compute dtype (packing, scale copies)."""
 
     def _apply(self, fn, recurse=True):
         keep = {n: self._buffers[n] for n in self.exact_buffers if self._buffers.get(n) is not None}
@@ -155,16 +200,18 @@ class QuantLinear(nn.Module):
         self._relayout()
         return self
 
-    def _linear(self, x: torch.Tensor, mm) -> torch.Tensor:
+    def _linear(self, x: torch.Tensor, mm, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """mm on x flattened to (M, K) (M = all leading dims), run in `dtype`, returned in x's dtype."""
         shape = x.shape
         if shape[-1] != self.in_features:
             raise ValueError(f"{type(self).__name__}: input has {shape[-1]} features, expected {self.in_features}")
-        y = mm(x.reshape(-1, self.in_features).contiguous())  # (M, N), M = all leading dims
+        y = mm(aligned(x.reshape(-1, self.in_features).to(dtype or x.dtype).contiguous())).to(x.dtype)  # (M, N)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y.view(*shape[:-1], self.out_features)
 
     def weight_nbytes(self) -> int:
+        """Bytes of the quantized weight as held (packing, scales and derived copies), bias excluded."""
         return sum(b.numel() * b.element_size() for b in self.buffers())
 
     def extra_repr(self) -> str:
@@ -174,14 +221,15 @@ class QuantLinear(nn.Module):
 class Int8Linear(QuantLinear):
     scheme = "int8"
 
-    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None,
+                 compute_dtype: torch.dtype | None = CPU_COMPUTE_DTYPE):
         if qweight.dtype != torch.int8 or qweight.dim() != 2:
             raise ValueError(f"Int8Linear: qweight must be 2-D int8, got {qweight.dtype} {tuple(qweight.shape)}")
         n, k = qweight.shape
         if tuple(scales.shape) != (n,):
             raise ValueError(f"Int8Linear: scales have shape {tuple(scales.shape)}, expected ({n},)")
-        super().__init__(k, n, bias)
-        self.register_buffer("qweight", qweight.contiguous(), persistent=False)
+        super().__init__(k, n, bias, compute_dtype)
+        self.register_buffer("qweight", aligned(qweight.contiguous()), persistent=False)
         # The kernel wants scales in the activation dtype, so they follow the model's dtype like a weight.
         self.register_buffer("scales", scales.float() if not scales.is_floating_point() else scales, persistent=False)
 
@@ -199,8 +247,9 @@ class Int8Linear(QuantLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type not in ("cpu", "cuda") or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
             return self.forward_reference(x)
-        s = self.scales if self.scales.dtype == x.dtype else self.scales.to(x.dtype)
-        return self._linear(x, lambda x2: torch.ops.aten._weight_int8pack_mm(x2, self.qweight, s))
+        kd = self._kernel_dtype(x)
+        s = self.scales.to(kd)  # (N,): casting per call costs nothing next to the matmul
+        return self._linear(x, lambda x2: torch.ops.aten._weight_int8pack_mm(x2, self.qweight, s), kd)
 
 
 class Int4Linear(QuantLinear):
@@ -210,7 +259,7 @@ class Int4Linear(QuantLinear):
     scheme = "int4"
 
     def __init__(self, codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, group_size: int,
-                 bias: torch.Tensor | None = None):
+                 bias: torch.Tensor | None = None, compute_dtype: torch.dtype | None = CPU_COMPUTE_DTYPE):
         if codes.dim() != 2 or codes.dtype not in (torch.uint8, torch.int32, torch.int64):
             raise ValueError(f"Int4Linear: codes must be a 2-D integer tensor, got {codes.dtype} {tuple(codes.shape)}")
         n, k = codes.shape
@@ -221,17 +270,20 @@ class Int4Linear(QuantLinear):
         for name, t in (("scales", scales), ("zeros", zeros)):
             if tuple(t.shape) != want:
                 raise ValueError(f"Int4Linear: {name} have shape {tuple(t.shape)}, expected {want}")
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) > 15):
+        if codes.numel() and ((codes.dtype != torch.uint8 and int(codes.min()) < 0) or int(codes.max()) > 15):
             raise ValueError("Int4Linear: codes must lie in 0..15")
-        super().__init__(k, n, bias)
+        super().__init__(k, n, bias, compute_dtype)
         self.group_size = group_size
         # (K/G, N, 2): scale and zero of one group adjacent, the layout both kernels read.
         sz = torch.stack([scales.t(), zeros.t()], dim=-1).contiguous()
         self.register_buffer("scales_and_zeros", sz if sz.is_floating_point() else sz.float(), persistent=False)
-        self.register_buffer("qweight", pack_nibbles(codes), persistent=False)  # portable; dropped when recoverable
+        # portable nibbles, (N, K/2); kept only where the kernel's packing cannot be inverted
+        self.register_buffer("qweight", None, persistent=False)
         self.register_buffer("packed", None, persistent=False)
+        # scales_and_zeros in the kernel's dtype when that differs from the stored one (fp32 model, bf16 kernel)
+        self.register_buffer("kernel_scales_and_zeros", None, persistent=False)
         self._layout = "none"  # which device type `packed` is laid out for
-        self._relayout()
+        self._relayout(codes.to(device=sz.device, dtype=torch.uint8))
 
     @classmethod
     def from_float(cls, w: torch.Tensor, group_size: int = 32, bias: torch.Tensor | None = None) -> "Int4Linear":
@@ -244,11 +296,13 @@ class Int4Linear(QuantLinear):
             return unpack_nibbles(self.qweight)
         return unpack_int4_cpu(self.packed, self.out_features, self.in_features)  # only dropped for "cpu"
 
-    def _relayout(self) -> None:
+    def _relayout(self, codes: torch.Tensor | None = None) -> None:
         device = self.scales_and_zeros.device
+        kd = {"cpu": self._compute_dtype, "cuda": torch.bfloat16}.get(device.type) or self.scales_and_zeros.dtype
+        self.kernel_scales_and_zeros = None if kd == self.scales_and_zeros.dtype else self.scales_and_zeros.to(kd)
         if device.type == self._layout and (self.packed is None or self.packed.device == device):
             return
-        codes = self.codes().to(device)
+        codes = (self.codes() if codes is None else codes).to(device)
         if device.type == "cpu":
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
             # Drop the portable copy only when the packing provably inverts (see unpack_int4_cpu).
@@ -280,13 +334,11 @@ class Int4Linear(QuantLinear):
         if self.packed is None or x.device != self.packed.device or \
                 x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
             return self.forward_reference(x)
-        if self._layout == "cpu":
-            sz = self.scales_and_zeros if self.scales_and_zeros.dtype == x.dtype else self.scales_and_zeros.to(x.dtype)
-            return self._linear(x, lambda x2: torch.ops.aten._weight_int4pack_mm_for_cpu(
-                x2, self.packed, self.group_size, sz))
-        sz = self.scales_and_zeros.to(torch.bfloat16)  # the CUDA kernel is bf16-only
-        return self._linear(x, lambda x2: torch.ops.aten._weight_int4pack_mm(
-            x2.to(torch.bfloat16), self.packed, self.group_size, sz).to(x.dtype))
+        kd = self._kernel_dtype(x) if self._layout == "cpu" else torch.bfloat16  # the CUDA kernel is bf16-only
+        sz = self.kernel_scales_and_zeros if self.kernel_scales_and_zeros is not None else self.scales_and_zeros
+        sz = sz.to(kd)  # a no-op unless the activations' dtype differs from the model's
+        op = torch.ops.aten._weight_int4pack_mm_for_cpu if self._layout == "cpu" else torch.ops.aten._weight_int4pack_mm
+        return self._linear(x, lambda x2: op(x2, self.packed, self.group_size, sz), kd)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, group_size={self.group_size}, layout={self._layout}"
@@ -318,7 +370,7 @@ class FP8Linear(QuantLinear):
         return cls(q, s, bias)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return dequantize_fp8_block(self.weight, self.weight_scale_inv, dtype)
+        return dequantize_fp8(self.weight, self.weight_scale_inv, dtype)
 
     def export(self) -> dict[str, torch.Tensor]:
         return {"weight": self.weight, "weight_scale_inv": self.weight_scale_inv}

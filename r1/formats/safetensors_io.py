@@ -135,6 +135,13 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, max_shard_bytes:
     to a temp dir beside the target, which is renamed into place only when complete."""
     folder = Path(folder)
     cfg: ModelConfig = model.config
+    if any(hasattr(m, "export") and hasattr(m, "dequantize") for m in model.modules()):
+        # quantized layers keep their bits in non-persistent buffers: this writer would drop them
+        raise FormatError(f"{folder}: the model has quantized layers; save it with "
+                          "r1.engine.quant_io.save_quantized (or `r1 quantize`)")
+    if any(hasattr(m, "qkv_proj") or hasattr(m, "gate_up_proj") for m in model.modules()):
+        raise FormatError(f"{folder}: the model's projections were fused for inference (r1.engine.fuse); "
+                          "save the unfused model")
     tensors: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for name, t in model.state_dict().items():
