@@ -133,7 +133,11 @@ def main() -> int:
     ap.add_argument("--models", default="smollm2,deepseek")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-hf", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for every engine (0 = torch's default); "
+                    "on a shared machine 1 avoids the stalls of OpenMP threads waiting for a busy core")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.tokens, args.levels = 24, "1,4,16"
     levels = [int(x) for x in args.levels.split(",")]
