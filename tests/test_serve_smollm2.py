@@ -33,7 +33,7 @@ def test_openai_chat_and_usage(server):
 @pytest.mark.skipif(not has_processor_hook(), reason="needs the engine's logits_processors hook")
 def test_json_mode_every_time(server):
     c = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=600)
-    r = c.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=48, n=8, seed=0, temperature=0.8,
+    r = c.chat.completions.create(model="smollm2", messages=MSGS, max_tokens=200, n=8, seed=0, temperature=0.7,
                                   response_format={"type": "json_object"})
     for ch in r.choices:
         assert ch.finish_reason == "stop", ch.message.content

@@ -147,7 +147,7 @@ class LLMEngine:
             seq = Sequence(next(self._seq_ids), request_id, i, list(ids), params, generator=gen,
                            in_reasoning=think_in_prompt)
             if self.tokenizer is not None:
-                seq.detok = self.tokenizer.detokenizer(prompt_ids=ids)
+                seq.detok = self.tokenizer.detokenizer(skip_special_tokens=params.skip_special_tokens, prompt_ids=ids)
             req.seqs.append(seq)
             self.scheduler.add(seq)
         self.requests[request_id] = req
@@ -230,6 +230,11 @@ class LLMEngine:
         if any(s.params.penalized for s in seqs):
             logits = torch.cat([apply_penalties(logits[i : i + 1], s.params, s.prompt_ids, s.output_ids)
                                 for i, s in enumerate(seqs)])
+        if any(s.params.logits_processors for s in seqs):
+            logits = logits.float().clone()
+            for i, s in enumerate(seqs):
+                for proc in s.params.logits_processors:
+                    logits[i] = proc(s.output_ids, logits[i])
         tokens = sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
         return [(int(t), self._lp(s, logits[i], int(t))) for i, (s, t) in enumerate(zip(seqs, tokens))]
 
@@ -252,7 +257,9 @@ class LLMEngine:
         hs = [hidden[i, :n] for i, _, _, n in mtp_rows]
         logits = self.runner.run_mtp(seqs, starts, next_ids, hs)
         for r, seq in enumerate(seqs):
-            if seq.num_computed == len(seq) - 1 and not seq.forced and not seq.params.penalized:
+            # a draft would bypass penalties and logits processors (grammar masks): no drafting then
+            if seq.num_computed == len(seq) - 1 and not seq.forced and not seq.params.penalized \
+                    and not seq.params.logits_processors:
                 seq.draft_q = target_probs(logits[r], seq.params)
                 seq.draft = draw(seq.draft_q, seq.generator)
 

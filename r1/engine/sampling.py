@@ -1,12 +1,15 @@
 """Sampling parameters and the logits -> token step, applied to a whole batch at once."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
 # DeepSeek's usage recommendation for R1: temperature 0.5-0.7 (0.6), top-p 0.95.
 R1_TEMPERATURE, R1_TOP_P = 0.6, 0.95
+# (output ids so far, one row's logits (V,)) -> logits; e.g. a grammar mask for JSON mode
+LogitsProcessor = Callable[[list[int], torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -27,6 +30,8 @@ class SamplingParams:
     frequency_penalty: float = 0.0  # OpenAI: subtracted per occurrence in the generated text
     thinking_budget: int | None = None  # max reasoning tokens, then </think> is forced
     include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True  # False keeps e.g. tool-call tokens in the text
+    logits_processors: list[LogitsProcessor] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -45,6 +50,8 @@ class SamplingParams:
             (-2 <= self.frequency_penalty <= 2, f"frequency_penalty must be in [-2, 2], got {self.frequency_penalty}"),
             (self.thinking_budget is None or self.thinking_budget >= 0,
              f"thinking_budget must be >= 0, got {self.thinking_budget}"),
+            (all(callable(f) for f in self.logits_processors),
+             "logits_processors must be callables (output_ids, logits) -> logits"),
         ]
         for ok, msg in checks:
             if not ok:
