@@ -135,11 +135,13 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, max_shard_bytes:
     to a temp dir beside the target, which is renamed into place only when complete."""
     folder = Path(folder)
     cfg: ModelConfig = model.config
-    if any(hasattr(m, "export") and hasattr(m, "dequantize") for m in model.modules()):
+    # (callers may pass any object with .config and .state_dict(), e.g. the trainer's sharded view)
+    modules = list(model.modules()) if hasattr(model, "modules") else []
+    if any(hasattr(m, "export") and hasattr(m, "dequantize") for m in modules):
         # quantized layers keep their bits in non-persistent buffers: this writer would drop them
         raise FormatError(f"{folder}: the model has quantized layers; save it with "
                           "r1.engine.quant_io.save_quantized (or `r1 quantize`)")
-    if any(hasattr(m, "qkv_proj") or hasattr(m, "gate_up_proj") for m in model.modules()):
+    if any(hasattr(m, "qkv_proj") or hasattr(m, "gate_up_proj") for m in modules):
         raise FormatError(f"{folder}: the model's projections were fused for inference (r1.engine.fuse); "
                           "save the unfused model")
     tensors: dict[str, torch.Tensor] = {}
