@@ -194,12 +194,12 @@ def test_save_is_atomic(models, tmp_path, monkeypatch):
     quantize_model(q, "int8")
     out = save_quantized(q, tmp_path / "q")
     before = (out / "model.safetensors").read_bytes()
-    import r1.engine.quant_io as qio
+    import r1.formats.safetensors_io as sio  # the shared atomic writer
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(qio, "save_file", boom)
+    monkeypatch.setattr(sio, "save_file", boom)
     q2 = copy.deepcopy(models["tiny-llama"])
     quantize_model(q2, "int4")
     with pytest.raises(OSError, match="disk full"):

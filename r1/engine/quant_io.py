@@ -21,15 +21,11 @@ portable ones: the kernels' packed forms depend on device and CPU, so they are r
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from r1.config import ModelConfig
@@ -37,7 +33,7 @@ from r1.engine.quant import DIRECT_WEIGHT_READERS, matches, quant_modules, repla
 from r1.engine.quant_linear import FP8, FP8Linear, Int4Linear, Int8Linear, QuantLinear, unpack_nibbles
 from r1.formats.loader import empty_model, load_tensors
 from r1.formats.names import hub_to_ours, mtp_copies, ours_to_hub
-from r1.formats.safetensors_io import FormatError, iter_safetensors, tensor_names
+from r1.formats.safetensors_io import FormatError, iter_safetensors, tensor_names, write_checkpoint
 from r1.model import CausalLM
 
 DEEPSEEK_FP8_CONFIG = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
@@ -138,23 +134,6 @@ def _tensors(model: CausalLM, dtype: torch.dtype | None) -> dict[str, torch.Tens
     return out
 
 
-def _shards(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
-    # A layer's tensors stay in one shard (readers expect weight and weight_scale_inv side by side).
-    by_layer: dict[str, list[str]] = {}
-    for n in sorted(tensors):
-        by_layer.setdefault(n.rsplit(".", 1)[0], []).append(n)
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for names in by_layer.values():
-        nbytes = sum(tensors[n].numel() * tensors[n].element_size() for n in names)
-        if shards[-1] and size + nbytes > max_bytes:
-            shards.append({})
-            size = 0
-        shards[-1].update({n: tensors[n] for n in names})
-        size += nbytes
-    return shards
-
-
 def save_quantized(model: CausalLM, folder: str | Path, dtype: torch.dtype | None = None,
                    extra_files: dict[str, str] | None = None, max_shard_bytes: int = 2 << 30) -> Path:
     """Write a quantized model as config.json (+ quantization_config) and safetensors shards, atomically:
@@ -163,38 +142,11 @@ def save_quantized(model: CausalLM, folder: str | Path, dtype: torch.dtype | Non
     folder = Path(folder)
     qc = quantization_config(model)
     tensors = _tensors(model, dtype)
-    shards = _shards(tensors, max_shard_bytes)
     hf = model.config.to_hf()
     hf["quantization_config"] = qc
     fdt = dtype or model.model.embed_tokens.weight.dtype
     hf["torch_dtype"] = str(fdt).removeprefix("torch.")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        weight_map = {}
-        for i, shard in enumerate(shards):
-            fname = "model.safetensors" if len(shards) == 1 else f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, str(tmp / fname), metadata={"format": "pt"})
-            weight_map.update({n: fname for n in shard})
-        if len(shards) > 1:
-            total = sum(t.numel() * t.element_size() for t in tensors.values())
-            (tmp / "model.safetensors.index.json").write_text(
-                json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-        (tmp / "config.json").write_text(json.dumps(hf, indent=2))
-        for fname, text in (extra_files or {}).items():
-            (tmp / fname).write_text(text)
-        if folder.exists():  # swap in, then drop the old one: at every moment one complete copy exists
-            old = folder.with_name(folder.name + ".old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return write_checkpoint(folder, tensors, hf, extra_files, max_shard_bytes)
 
 
 # ---------------------------------------------------------------- load

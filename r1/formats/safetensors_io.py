@@ -157,15 +157,37 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, max_shard_bytes:
     for hub, ours in mtp_copies(cfg).items():  # DeepSeek's layout repeats these per MTP layer
         tensors[hub] = tensors["lm_head.weight" if ours == "lm_head.weight" and not cfg.tie_word_embeddings
                                else "model.embed_tokens.weight"].clone()
+    hf = cfg.to_hf()
+    if dtype is not None:
+        hf["torch_dtype"] = str(dtype).removeprefix("torch.")
+    return write_checkpoint(folder, tensors, hf, extra_files, max_shard_bytes)
+
+
+def shard_tensors(tensors: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
+    """Split into shards of at most max_bytes (one tensor may exceed it alone). A module's tensors
+    stay in one shard: readers expect `weight` and `weight_scale_inv` side by side."""
+    by_module: dict[str, list[str]] = {}
+    for n in sorted(tensors):
+        by_module.setdefault(n.rsplit(".", 1)[0], []).append(n)
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
-    for name in sorted(tensors):
-        nbytes = tensors[name].numel() * tensors[name].element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
+    for names in by_module.values():
+        nbytes = sum(tensors[n].numel() * tensors[n].element_size() for n in names)
+        if shards[-1] and size + nbytes > max_bytes:
             shards.append({})
             size = 0
-        shards[-1][name] = tensors[name]
+        shards[-1].update({n: tensors[n] for n in names})
         size += nbytes
+    return shards
+
+
+def write_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], config: dict,
+                     extra_files: dict[str, str] | None = None, max_shard_bytes: int = 2 << 30) -> Path:
+    """config.json + safetensors shards (+ index when sharded) + extra files, atomically: all of it
+    goes to a temp dir beside `folder`, swapped into place only when complete, so at every moment
+    one complete copy exists."""
+    folder = Path(folder)
+    shards = shard_tensors(tensors, max_shard_bytes)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -178,10 +200,7 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, max_shard_bytes:
             total = sum(t.numel() * t.element_size() for t in tensors.values())
             (tmp / "model.safetensors.index.json").write_text(
                 json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
-        hf = cfg.to_hf()
-        if dtype is not None:
-            hf["torch_dtype"] = str(dtype).removeprefix("torch.")
-        (tmp / "config.json").write_text(json.dumps(hf, indent=2))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
         for fname, text in (extra_files or {}).items():
             (tmp / fname).write_text(text)
         if folder.exists():
