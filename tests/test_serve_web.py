@@ -95,7 +95,7 @@ def test_page_asks_for_the_api_key(browser):
     with LiveServer(app) as s:
         page = browser.new_page()
         page.goto(s.url + "/")
-        assert page.locator("#key-field").is_visible()
+        page.locator("#key-field").wait_for(state="visible", timeout=10_000)  # shown once the page reads /config
         page.wait_for_function("document.querySelector('#status').textContent.includes('API key')")
         page.fill("#api-key", "sekret")
         page.locator("#api-key").dispatch_event("change")
