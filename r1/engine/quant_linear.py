@@ -33,6 +33,8 @@ asks each module for its portable layout (`export()`), never the device-specific
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -144,7 +146,7 @@ def dequantize_fp8(weight: torch.Tensor, scale_inv: torch.Tensor, dtype: torch.d
 
 
 # ---------------------------------------------------------------- modules
-class QuantLinear(nn.Module):
+class QuantLinear(nn.Module, abc.ABC):
     """Common part: shape, bias, the reference path, and device moves that keep quantized bits exact."""
 
     scheme = ""
@@ -163,13 +165,13 @@ class QuantLinear(nn.Module):
         self.register_parameter("bias", None if bias is None else (
             bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias.detach().clone(), requires_grad=False)))
 
+    @abc.abstractmethod
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The float weight (N, K) this module stands for."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def export(self) -> dict[str, torch.Tensor]:
         """The portable tensors a checkpoint stores for this layer (names after `<module>.`), bias excluded."""
-        raise NotImplementedError
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.dequantize(torch.float32).to(x.dtype), self.bias)

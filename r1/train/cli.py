@@ -134,14 +134,10 @@ def _run_plot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="r1", description="r1 training commands")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+    """`python -m r1.train.cli train ...` is the `r1` command line itself (one parser, one dispatch)."""
+    from r1.cli import main as r1_main
+
+    return r1_main(argv)
 
 
 if __name__ == "__main__":
