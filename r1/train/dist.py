@@ -63,7 +63,10 @@ def init_distributed(device: str = "auto", backend: str = "auto", timeout_s: flo
 
 
 def cleanup(info: DistInfo) -> None:
+    """Leave the process group. The barrier first: a rank that tears gloo down while another
+    still talks to it can abort the process ("terminate called without an active exception")."""
     if info.distributed and tdist.is_initialized():
+        tdist.barrier()
         tdist.destroy_process_group()
 
 
