@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "serve": "r1.commands.serve_cmd",
     "train": "r1.train.cli",
     "plot": "r1.train.cli",
+    "pipeline": "r1.train.pipeline",
     "eval": "r1.eval.cli",
     "sandbox": "r1.sandbox.cli",
 }

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
+
+from r1.fileio import atomic_write_text
 
 REQUIRED_METRICS = ("pass@1", "cons@k", "pass@k", "k")
 
@@ -24,18 +24,7 @@ COLUMNS: list[tuple[str, str, str]] = [
 
 def write_json(result: dict[str, Any], path: str | Path) -> Path:
     """Write atomically (temp file + rename), so an interrupted run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
 
 
 def load_result(path: str | Path) -> dict[str, Any]:

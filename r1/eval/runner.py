@@ -22,6 +22,7 @@ from r1.tasks.base import SPLITS, Problem, answer_key
 from r1.tasks.extract import parse_completion
 from r1.tasks.prompting import STYLES, r1_zero_prompt, user_message
 
+MIN_REASONING_WORDS = 3  # a think block with fewer words counts as answering directly
 DEFAULT_LIMIT = 100  # generated tasks are unbounded; this many problems unless --limit says otherwise
 
 
@@ -87,7 +88,10 @@ def load_problems(cfg: EvalConfig) -> list[Problem]:
 
 def render_prompt(problem: Problem, cfg: EvalConfig, backend: Backend) -> str:
     if cfg.template == "r1_zero":
-        return r1_zero_prompt(problem, force_think=cfg.force_think)
+        # A plain-text template gets no BOS from a chat template; add the one the model was trained
+        # with (pretraining packs documents after BOS, and GRPO's r1_zero prompts start with it).
+        bos = getattr(getattr(backend, "tokenizer", None), "bos_token", None) or ""
+        return bos + r1_zero_prompt(problem, force_think=cfg.force_think)
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     messages.append({"role": "user", "content": user_message(problem)})
     text = backend.render(messages)
@@ -121,6 +125,8 @@ def grade_sample(gen: Generation, problem: Problem, cfg: EvalConfig, backend: Ba
         "formatted": is_formatted(gen.text, cfg.template, think_in_prompt),
         "language_share": share,
         "language_consistent": share is None or share >= cfg.language_threshold,
+        # answered after actual reasoning, not an empty (or near-empty) think block
+        "reasoned": parsed.reasoning is not None and len(parsed.reasoning.split()) >= MIN_REASONING_WORDS,
         "response_tokens": n_tokens,
         "reasoning_tokens": backend.count_tokens(reasoning) if reasoning else 0,
         "finish_reason": gen.finish_reason,
@@ -143,6 +149,10 @@ def problem_record(problem: Problem, prompt: str, samples: list[dict[str, Any]],
         "cons@k": bool(idx is not None and samples[idx]["correct"]),
         "samples": samples,
     }
+
+
+def _share_correct(samples: list[dict[str, Any]]) -> float | None:
+    return mean([float(s["correct"]) for s in samples]) if samples else None
 
 
 def summarize(records: list[dict[str, Any]], k: int) -> dict[str, Any]:
@@ -168,15 +178,22 @@ def summarize(records: list[dict[str, Any]], k: int) -> dict[str, Any]:
         "mean_reasoning_tokens": mean([s["reasoning_tokens"] for s in samples]),
         "mean_response_tokens_correct": mean([s["response_tokens"] for s in samples if s["correct"]]),
         "mean_response_tokens_wrong": mean([s["response_tokens"] for s in samples if not s["correct"]]),
+        # How often the model reasons, and whether reasoning is what makes it right: accuracy of
+        # the samples that reasoned vs. those that answered directly (None when there are none).
+        "reasoning_rate": mean([float(s.get("reasoned", False)) for s in samples]),
+        "accuracy_reasoned": _share_correct([s for s in samples if s.get("reasoned")]),
+        "accuracy_direct": _share_correct([s for s in samples if not s.get("reasoned")]),
         "truncation_rate": mean([float(s["finish_reason"] == "length") for s in finished]) if finished else None,
     }
 
 
 def run_eval(backend: Backend, cfg: EvalConfig, model_name: str | None = None, progress: bool = False,
-             on_batch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Evaluate and return the result document (what `r1 eval --output` writes as JSON)."""
+             on_batch: Callable[[int, int], None] | None = None,
+             problems: list[Problem] | None = None) -> dict[str, Any]:
+    """Evaluate and return the result document (what `r1 eval --output` writes as JSON).
+    `problems` replaces the ones `cfg` would generate (e.g. paraphrased, or a mix of families)."""
     t0 = time.time()
-    problems = load_problems(cfg)
+    problems = load_problems(cfg) if problems is None else problems
     prompts = [render_prompt(p, cfg, backend) for p in problems]
     records: list[dict[str, Any]] = []
     bar = _progress(progress, len(problems), cfg)

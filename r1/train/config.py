@@ -309,11 +309,6 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write the resolved config as YAML (atomically: a half-written config would mislead a resume)."""
-    import os
+    from r1.fileio import atomic_write_text
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    os.replace(tmp, p)
-    return p
+    return atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -117,7 +117,10 @@ class GRPODataConfig:
     mode: str = "r1_zero"  # r1_zero | r1
     task: str = "arithmetic"
     difficulty: int = 1
-    num_prompts: int = 2048
+    tasks: list[str] = field(default_factory=list)  # several families, interleaved (replaces `task`)
+    difficulties: list[int] = field(default_factory=list)  # cycled through (replaces `difficulty`)
+    p_canonical: float = 1.0  # share of prompts in the generator's own words; the rest paraphrased
+    num_prompts: int = 2048  # per task
     seed: int = 0  # problem generation seed (the order is shuffled by run.seed)
     language: str = "en"  # target language of the language-consistency reward
 
@@ -125,8 +128,18 @@ class GRPODataConfig:
         if self.mode not in MODES:
             raise TrainConfigError(f"data.mode={self.mode!r}: choose r1_zero (base model, R1-Zero template) "
                                    "or r1 (chat template)")
-        if self.num_prompts < 1 or self.difficulty < 1:
-            raise TrainConfigError("data.num_prompts and data.difficulty must be >= 1")
+        if self.num_prompts < 1 or self.difficulty < 1 or any(d < 1 for d in self.difficulties):
+            raise TrainConfigError("data.num_prompts and data.difficulty / data.difficulties must be >= 1")
+        if not 0 <= self.p_canonical <= 1:
+            raise TrainConfigError(f"data.p_canonical must be in [0, 1], got {self.p_canonical}")
+
+    def records(self) -> list[dict]:
+        """The prompt records, task by task interleaved (so any batch mixes the families)."""
+        style = "r1_zero" if self.mode == "r1_zero" else "chat"
+        per_task = [rl_records(t, self.num_prompts, seed=self.seed, split="train",
+                               difficulty=tuple(self.difficulties) or self.difficulty, style=style,
+                               p_canonical=self.p_canonical) for t in (self.tasks or [self.task])]
+        return [r for group in zip(*per_task) for r in group]
 
 
 def _grpo_optim() -> OptimConfig:
@@ -203,8 +216,7 @@ class GRPOTrainer:
 
         d = cfg.data
         if records is None:
-            records = rl_records(d.task, d.num_prompts, seed=d.seed, split="train", difficulty=d.difficulty,
-                                 style="r1_zero" if d.mode == "r1_zero" else "chat")
+            records = d.records()
         self.records = records
         self.prompt_texts = [render_prompt(r, d.mode, tokenizer) for r in records]
         add_bos = d.mode == "r1_zero"  # chat templates write their own BOS

@@ -33,6 +33,11 @@ class PretrainDataConfig:
     tokenizer: str | None = None  # folder with tokenizer.json; None = train a BPE on the corpus
     vocab_size: int = 512  # BPE vocabulary when training one
     max_texts: int = 0  # use only the first N documents (0 = all)
+    # Generated corpus style: "solutions" = question, worked solution, answer as running text;
+    # "r1_zero_base" = R1-Zero transcripts, worked_share of them reasoned, the rest answered
+    # directly (r1.tasks.datasets.base_corpus): a base that can reason but mostly does not.
+    corpus: str = "solutions"
+    worked_share: float = 0.35
 
     def __post_init__(self) -> None:
         for name in ("seq_len", "batch_size", "grad_accum", "vocab_size"):
@@ -40,6 +45,10 @@ class PretrainDataConfig:
                 raise TrainConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.eval_fraction < 1:
             raise TrainConfigError(f"data.eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.corpus not in ("solutions", "r1_zero_base"):
+            raise TrainConfigError(f"data.corpus={self.corpus!r}: choose solutions or r1_zero_base")
+        if not 0 <= self.worked_share <= 1:
+            raise TrainConfigError(f"data.worked_share must be in [0, 1], got {self.worked_share}")
         if not self.texts and not self.tasks:
             raise TrainConfigError("data: give text files in data.texts or task families in data.tasks")
 
@@ -59,11 +68,16 @@ CONFIG = PretrainConfig
 
 
 def corpus(cfg: PretrainDataConfig):
-    from r1.tasks.datasets import pretraining_text
+    from r1.tasks.datasets import base_corpus, pretraining_text
     from r1.train.data import read_texts
 
-    texts = (read_texts(cfg.texts) if cfg.texts
-             else pretraining_text(cfg.tasks, cfg.n_per_task, seed=cfg.data_seed, difficulties=tuple(cfg.difficulties)))
+    if cfg.texts:
+        texts = read_texts(cfg.texts)
+    elif cfg.corpus == "r1_zero_base":
+        texts = base_corpus(cfg.tasks, cfg.n_per_task, seed=cfg.data_seed, difficulties=tuple(cfg.difficulties),
+                            worked_share=cfg.worked_share)
+    else:
+        texts = pretraining_text(cfg.tasks, cfg.n_per_task, seed=cfg.data_seed, difficulties=tuple(cfg.difficulties))
     return itertools.islice(texts, cfg.max_texts) if cfg.max_texts else texts
 
 

@@ -1,0 +1,192 @@
+"""docs/results.md from the pipeline's own records: `r1 pipeline --report`.
+
+Reads RUNS/<recipe>/pipeline.json, each stage's eval.json, the GRPO stages' metrics.jsonl and
+the rejection reports; writes one table of every evaluated stage, the R1-Zero style curves
+(reward, accuracy, response length over RL steps), the rejection-sampling counts, and a check
+of each claim of the recipe issue with the numbers behind it. Nothing in it is typed by hand.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from r1.fileio import atomic_write_text
+
+RECIPES = ("r1-zero", "r1", "distill")
+COLUMNS = [("pass@1", "pass@1", "{:.3f}"), ("cons@8", "cons@k", "{:.3f}"), ("format", "format_rate", "{:.3f}"),
+           ("language", "language_consistency_rate", "{:.3f}"), ("reasons", "reasoning_rate", "{:.2f}"),
+           ("acc. reasoned", "accuracy_reasoned", "{:.3f}"), ("acc. direct", "accuracy_direct", "{:.3f}"),
+           ("length", "mean_response_tokens", "{:.0f}")]
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "–" if v is None else spec.format(v)
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_runs(runs: Path) -> dict[str, dict]:
+    out = {}
+    for name in RECIPES:
+        rec = _load(runs / name / "pipeline.json")
+        if rec is None:
+            continue
+        for st in rec["stages"]:
+            folder = runs / name / st["name"]
+            st["eval_doc"] = _load(folder / "eval.json")
+            st["metrics"] = _metrics(folder / "metrics.jsonl") if st["kind"] == "grpo" else []
+            st["report"] = _load(folder / "report.json") if st["kind"] == "rejection" else None
+        out[name] = rec
+    return out
+
+
+def _stage(runs: dict, recipe: str, kind: str, which: int = -1) -> dict | None:
+    st = [s for s in runs.get(recipe, {}).get("stages", []) if s["kind"] == kind and s.get("eval_doc")]
+    return st[which] if st else None
+
+
+def _common_pass1(a: dict, b: dict) -> tuple[float, float, list[str]] | None:
+    """pass@1 of two stages over the eval sets both ran (problem-weighted)."""
+    sa, sb = a["eval_doc"]["sets"], b["eval_doc"]["sets"]
+    keys = sorted(set(sa) & set(sb))
+    if not keys:
+        return None
+
+    def avg(s):
+        return sum(s[k]["pass@1"] * s[k]["n_problems"] for k in keys) / sum(s[k]["n_problems"] for k in keys)
+    return avg(sa), avg(sb), keys
+
+
+def claims(runs: dict) -> list[tuple[str, bool | None, str]]:
+    """(claim, holds?, the numbers). None = not measured (recipe not run)."""
+    out: list[tuple[str, bool | None, str]] = []
+    base, zero = _stage(runs, "r1-zero", "pretrain"), _stage(runs, "r1-zero", "grpo")
+    if base and zero:
+        b, z = base["eval_doc"]["all"], zero["eval_doc"]["all"]
+        gain = z["pass@1"] - b["pass@1"]
+        out.append(("R1-Zero: held-out pass@1 rises >= 30 points over the base by GRPO alone", gain >= 0.30,
+                    f"{b['pass@1']:.3f} -> {z['pass@1']:.3f} (+{100 * gain:.1f} points)"))
+        ra, rz = b.get("accuracy_reasoned"), z.get("accuracy_reasoned")
+        out.append(("R1-Zero: accuracy of answers given with reasoning rises",
+                    None if ra is None or rz is None else rz > ra, f"{_fmt(ra, '{:.3f}')} -> {_fmt(rz, '{:.3f}')}"))
+        m = zero["metrics"]
+        if len(m) >= 4:
+            q = max(1, len(m) // 4)
+            first = sum(r["completions/mean_length"] for r in m[:q]) / q
+            last = sum(r["completions/mean_length"] for r in m[-q:]) / q
+            out.append(("R1-Zero: mean response length grows over RL (first vs last quarter of steps)",
+                        last > first, f"{first:.1f} -> {last:.1f} tokens"))
+    final = _stage(runs, "r1", "grpo")
+    if final and zero:
+        c = _common_pass1(final, zero)
+        if c:
+            out.append(("R1 beats R1-Zero on held-out pass@1 (common eval sets)", c[0] > c[1],
+                        f"R1 {c[0]:.3f} vs R1-Zero {c[1]:.3f} on {', '.join(c[2])}"))
+    if final:
+        a = final["eval_doc"]["all"]
+        out.append(("R1: format compliance >= 99%", a["format_rate"] >= 0.99, f"{a['format_rate']:.4f}"))
+        out.append(("R1: language consistency >= 99%", a["language_consistency_rate"] >= 0.99,
+                    f"{a['language_consistency_rate']:.4f}"))
+    sft_student = next((s for s in runs.get("distill", {}).get("stages", []) if s["name"] == "student_sft"
+                        and s.get("eval_doc")), None)
+    rl_student = next((s for s in runs.get("distill", {}).get("stages", []) if s["name"] == "student_rl"
+                       and s.get("eval_doc")), None)
+    if sft_student and final:
+        c = _common_pass1(sft_student, final)
+        if c:
+            out.append(("Distilled student reaches >= 90% of the teacher's pass@1", c[0] >= 0.9 * c[1],
+                        f"student {c[0]:.3f} vs teacher {c[1]:.3f} ({100 * c[0] / max(c[1], 1e-9):.0f}%)"))
+    if sft_student and rl_student:
+        c = _common_pass1(sft_student, rl_student)
+        if c:
+            out.append(("Distilled student beats the same student trained by GRPO alone", c[0] > c[1],
+                        f"distilled {c[0]:.3f} vs GRPO-only {c[1]:.3f}"))
+    for name, limit in (("r1-zero", 20), ("r1", 60)):
+        rec = runs.get(name)
+        if rec:
+            total = rec["total_s"] + (runs["r1-zero"]["total_s"] if name == "r1" and "r1-zero" in runs else 0)
+            what = "r1-zero recipe" if name == "r1-zero" else "full r1 recipe (including r1-zero)"
+            out.append((f"Time: the {what} finishes in <= {limit} minutes", total <= limit * 60,
+                        f"{total / 60:.1f} min"))
+    return out
+
+
+def plot_grpo(stage: dict, path: Path, title: str) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = stage["metrics"]
+    if not m:
+        return None
+    steps = [r["step"] for r in m]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key, label in zip(axes, ("reward", "accuracy", "completions/mean_length"),
+                              ("mean reward", "training accuracy", "mean response length (tokens)")):
+        ax.plot(steps, [r.get(key) for r in m], color="tab:blue")
+        ax.set_xlabel("RL step")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def render(runs: dict, docs: Path) -> str:
+    lines = ["# Results: the R1 recipe on a laptop CPU", "",
+             "Generated by `r1 pipeline --report` from the runs' own records (`runs/*/pipeline.json`, each stage's "
+             "`eval.json` and `metrics.jsonl`); do not edit by hand.", ""]
+    for name, rec in runs.items():
+        suite = next((s["eval_doc"]["suite"] for s in rec["stages"] if s.get("eval_doc")), None)
+        lines += [f"## {name}", "", f"Recipe `{rec['path']}`; stage time total {rec['total_s'] / 60:.1f} min.", ""]
+        if suite:
+            sets = ", ".join(f"{s['task']} d{s['difficulty']}" + ("" if s["p_canonical"] >= 1 else " (people's phrasing)")
+                             for s in suite["sets"])
+            lines += [f"Held-out eval: test split, {suite['limit']} problems per set ({sets}), k={suite['k']} samples "
+                      f"at temperature {suite['temperature']}, top-p {suite['top_p']}, template `{suite['template']}`, "
+                      f"max {suite['max_tokens']} tokens.", ""]
+        head = "| stage | kind | " + " | ".join(c[0] for c in COLUMNS) + " | time (s) |"
+        lines += [head, "|" + "---|" * (len(COLUMNS) + 3)]
+        for st in rec["stages"]:
+            a = st["eval_doc"]["all"] if st.get("eval_doc") else {}
+            cells = [_fmt(a.get(k), f) for _, k, f in COLUMNS]
+            lines.append(f"| {st['name']} | {st['kind']} | " + " | ".join(cells) + f" | {st.get('elapsed_s', 0):.0f} |")
+        lines.append("")
+        for st in rec["stages"]:
+            if st.get("eval_doc") and len(st["eval_doc"]["sets"]) > 1:
+                lines += [f"Per set, `{st['name']}`: " + "; ".join(
+                    f"{k} {v['pass@1']:.3f}" for k, v in st["eval_doc"]["sets"].items()), ""]
+            if st["kind"] == "grpo":
+                png = plot_grpo(st, docs / "results" / f"{name}-{st['name']}.png", f"{name} / {st['name']}")
+                if png:
+                    lines += [f"![{name} {st['name']} curves](results/{png.name})", ""]
+            if st.get("report"):
+                t = st["report"]["totals"]
+                drops = ", ".join(f"{k.removeprefix('dropped_')} {v}" for k, v in t.items() if k.startswith("dropped_"))
+                lines += [f"Rejection sampling `{st['name']}`: {t.get('kept', 0)} of {t.get('samples', 0)} samples "
+                          f"kept; dropped: {drops}.", ""]
+    lines += ["## Claims", "", "| claim | holds | numbers |", "|---|---|---|"]
+    for claim, ok, nums in claims(runs):
+        lines.append(f"| {claim} | {'yes' if ok else 'not measured' if ok is None else 'NO'} | {nums} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(runs: Path, docs: Path) -> Path:
+    data = load_runs(runs)
+    if not data:
+        raise SystemExit(f"no pipeline runs under {runs} (expected {', '.join(f'{runs}/{r}/pipeline.json' for r in RECIPES)})")
+    return atomic_write_text(docs / "results.md", render(data, docs))
