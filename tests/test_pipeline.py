@@ -46,6 +46,8 @@ def shrink(recipe: dict, out_root: Path) -> dict:
                              max_completion_length=8)
         elif st["kind"] == "rejection":
             c.update(n_per_task=3, samples=2, max_tokens=8)
+        elif st["kind"] == "export":
+            c["to"] = str(out_root / "models" / c["name"])
         elif st["kind"] == "mix":
             for s in c["sources"]:
                 if "generated" in s:
@@ -85,6 +87,9 @@ def test_recipes_run_end_to_end_and_resume(shrunk, capsys):
     teacher = count_params(r1.load_model(runs / "r1" / "final_rl" / "model").config).total
     student = count_params(r1.load_model(runs / "distill" / "student_sft" / "model").config).total
     assert student <= teacher / 4
+    card = (runs / "models" / "r1-tiny" / "README.md").read_text()
+    assert "r1 pipeline" in card and "| final_rl |" in card
+    assert (runs / "models" / "r1-tiny" / "model.safetensors").is_file()
     report = json.loads((runs / "r1" / "rejection" / "report.json").read_text())
     assert report["totals"]["samples"] == 2 * 3 and set(report["per_task"]) == {"arithmetic"}
     assert [s["name"] for s in rec["stages"]] == [s.name for s in load_recipe(shrunk / "distill.yaml").stages]

@@ -14,7 +14,7 @@ A recipe (recipes/*.yaml):
 
 Stage kinds are data (KINDS): pretrain, sft, grpo (the trainers of `r1 train`), rejection
 (rejection sampling into SFT records), mix (SFT records from generated solutions, files and chat
-examples), eval (score any model). A string "@stage" in a config is that stage's output (its
+examples), eval (score any model), export (ship a model with its model card, e.g. models/r1-tiny). A string "@stage" in a config is that stage's output (its
 model folder, records file or eval file), "@stage/sub/path" a path inside its folder, and
 "@recipe:stage" a stage of a required recipe.
 
@@ -45,6 +45,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "rejection": ("r1.train.rejection", "records.jsonl"),
     "mix": ("r1.train.pipeline_data", "records.jsonl"),
     "eval": ("r1.train.pipeline", "eval.json"),
+    "export": ("r1.train.export", "shipped"),  # a link-free record; the model goes to config.to
 }
 TRAINING_KINDS = ("pretrain", "sft", "grpo")
 STAGE_FILE = "stage.json"
@@ -226,7 +227,8 @@ def _run_training(kind: str, config: dict, folder: Path, seed: int) -> None:
     mod.train(from_dict(mod.CONFIG, {**config, "run": run}))
 
 
-def _run_stage(spec: StageSpec, config: dict, folder: Path, recipe: Recipe) -> None:
+def _run_stage(spec: StageSpec, config: dict, folder: Path, recipe: Recipe, done: list[dict],
+               required_s: float) -> None:
     if spec.kind in TRAINING_KINDS:
         _run_training(spec.kind, config, folder, recipe.seed)
     elif spec.kind == "rejection":
@@ -244,6 +246,11 @@ def _run_stage(spec: StageSpec, config: dict, folder: Path, recipe: Recipe) -> N
             raise TrainConfigError(f"stage {spec.name}: an eval stage needs config.model")
         suite = from_dict(EvalSuite, merge(dataclasses.asdict(recipe.eval), cfg))
         evaluate(model, suite, folder / "eval.json")
+    elif spec.kind == "export":
+        from r1.train.export import ExportConfig, export
+
+        dst = export(from_dict(ExportConfig, config), done, recipe.path, required_s)
+        atomic_write_text(folder / "shipped", str(dst) + "\n")
 
 
 def _suite_for(spec: StageSpec, recipe: Recipe) -> EvalSuite | None:
@@ -301,7 +308,9 @@ def run_recipe(recipe: Recipe, only: list[str] | None = None, force: list[str] |
         state = {"name": spec.name, "kind": spec.kind, "status": "running", "config_hash": h, "config": config,
                  "output": str(resolver.path("@" + spec.name)), "started": started}
         atomic_write_text(state_file, json.dumps(state, indent=1))
-        _run_stage(spec, config, folder, recipe)
+        required_s = sum(json.loads((Path(o.out_dir) / "pipeline.json").read_text()).get("total_s", 0)
+                         for o in others.values() if (Path(o.out_dir) / "pipeline.json").is_file())
+        _run_stage(spec, config, folder, recipe, record["stages"], required_s)
         state["train_s"] = round(time.time() - started, 1)
         if suite is not None:
             log(f"[pipeline] {recipe.name}/{spec.name}: held-out eval ({len(suite.sets)} sets, k={suite.k})")
