@@ -292,8 +292,8 @@ def run_recipe(recipe: Recipe, only: list[str] | None = None, force: list[str] |
             state.get("status") == "done" and state.get("config_hash") == h and spec.name not in (force or []))
         if skip:
             if state.get("status") != "done":
-                raise TrainConfigError(f"stage {spec.name} was skipped (--only) but has never finished; "
-                                       "later stages need its output")
+                log(f"[pipeline] {recipe.name}/{spec.name}: not run (not in --only)")
+                continue
             log(f"[pipeline] {recipe.name}/{spec.name}: done before, skipped")
             record["stages"].append(state)
             continue
