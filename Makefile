@@ -29,7 +29,7 @@ install-test: $(VENV)/.installed-test
 
 demo: install
 	$(BIN)/r1 info deepseek-v3
-	$(BIN)/r1 run --show-thinking --temperature 0 --max-tokens 128 "What is 347 + 858? Answer briefly."
+	$(BIN)/r1 run --show-thinking --temperature 0 "What is 347 + 858?"
 
 test: install-test
 	$(BIN)/python -m pytest

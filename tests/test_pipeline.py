@@ -101,6 +101,12 @@ def test_recipes_run_end_to_end_and_resume(shrunk, capsys):
     assert out.count("done before, skipped") == sum(len(load_recipe(shrunk / f"{n}.yaml").stages)
                                                     for n in ("r1-zero", "r1", "distill"))
 
+    # a stage produced again makes the stages that read it run again
+    capsys.readouterr()
+    run_recipe(load_recipe(shrunk / "r1.yaml"), force=["sft_data"])
+    out = capsys.readouterr().out
+    assert "r1/sft: its config or an input stage changed" in out and "r1/reasoning_rl: done before" in out
+
     from r1.train.results import write_report
 
     md = write_report(runs, shrunk / "docs").read_text()

@@ -136,6 +136,17 @@ class Resolver:
 
     def __init__(self, recipe: Recipe, others: dict[str, Recipe]):
         self.recipe, self.others = recipe, others
+        self.used: set[Path] = set()  # stage folders referenced since the last reset
+
+    def inputs_fingerprint(self) -> dict[str, Any]:
+        """When each referenced stage last finished: a stage whose input was produced again
+        must run again, even though its own config text is unchanged."""
+        out = {}
+        for folder in sorted(self.used):
+            state = folder / STAGE_FILE
+            out[str(folder)] = json.loads(state.read_text()).get("started") if state.is_file() else None
+        self.used = set()
+        return out
 
     def stage_dir(self, recipe: Recipe, stage: str) -> Path:
         if stage not in {s.name for s in recipe.stages}:
@@ -153,6 +164,7 @@ class Resolver:
             recipe = self.others[rname]
         stage, _, sub = body.partition("/")
         folder = self.stage_dir(recipe, stage)
+        self.used.add(folder)
         if sub:
             return folder / sub
         kind = next(s.kind for s in recipe.stages if s.name == stage)
@@ -286,10 +298,12 @@ def run_recipe(recipe: Recipe, only: list[str] | None = None, force: list[str] |
         config = resolver.resolve(spec.config)
         suite = _suite_for(spec, recipe)
         h = config_hash({"kind": spec.kind, "config": config, "eval": suite and dataclasses.asdict(suite)})
+        inputs = resolver.inputs_fingerprint()
         state_file = folder / STAGE_FILE
         state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+        same = state.get("config_hash") == h and state.get("inputs", inputs) == inputs
         skip = (only and spec.name not in only) or (
-            state.get("status") == "done" and state.get("config_hash") == h and spec.name not in (force or []))
+            state.get("status") == "done" and same and spec.name not in (force or []))
         if skip:
             if state.get("status") != "done":
                 log(f"[pipeline] {recipe.name}/{spec.name}: not run (not in --only)")
@@ -298,15 +312,16 @@ def run_recipe(recipe: Recipe, only: list[str] | None = None, force: list[str] |
             record["stages"].append(state)
             continue
         if state.get("status") == "done":
-            log(f"[pipeline] {recipe.name}/{spec.name}: config changed since it ran; running it again")
+            log(f"[pipeline] {recipe.name}/{spec.name}: its config or an input stage changed since it ran; "
+                "running it again")
             import shutil
 
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
         log(f"[pipeline] {recipe.name}/{spec.name} ({spec.kind}) ...")
         started = time.time()
-        state = {"name": spec.name, "kind": spec.kind, "status": "running", "config_hash": h, "config": config,
-                 "output": str(resolver.path("@" + spec.name)), "started": started}
+        state = {"name": spec.name, "kind": spec.kind, "status": "running", "config_hash": h, "inputs": inputs,
+                 "config": config, "output": str(folder / KINDS[spec.kind][1]), "started": started}
         atomic_write_text(state_file, json.dumps(state, indent=1))
         required_s = sum(json.loads((Path(o.out_dir) / "pipeline.json").read_text()).get("total_s", 0)
                          for o in others.values() if (Path(o.out_dir) / "pipeline.json").is_file())
