@@ -87,3 +87,20 @@ def test_cli_run_json(smollm2_gguf, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "Paris" in out["content"] and out["reasoning"] == ""
     assert out["prompt_tokens"] > 5 and 0 < out["completion_tokens"] <= 24
+
+
+def test_respond_caps_max_tokens_at_the_context_left():
+    """A chat turn asks for more tokens than the context holds: generate what fits, finish
+    with "length" (as Ollama does at num_ctx) instead of refusing the request."""
+    from r1.engine.engine import LLM
+    from r1.engine.respond import respond
+    from r1.engine.sampling import SamplingParams
+    from serve_helpers import r1_tokenizer, tiny_model
+
+    llm = LLM(tiny_model(max_position_embeddings=64), tokenizer=r1_tokenizer(), num_blocks=64, block_size=16)
+    turn = respond(llm, [{"role": "user", "content": "hi"}], SamplingParams(temperature=0, max_tokens=1000,
+                                                                           ignore_eos=True))
+    assert turn.finish_reason == "length" and turn.prompt_tokens + turn.completion_tokens == 64
+    long = [{"role": "user", "content": "word " * 80}]
+    with pytest.raises(ValueError, match="fills the model's context"):
+        respond(llm, long, SamplingParams(max_tokens=10))

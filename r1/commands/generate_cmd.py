@@ -61,7 +61,11 @@ def run_cmd(args: argparse.Namespace) -> int:
             console.print(c, end="", markup=False)
 
     on_delta.answer_started = False
-    turn = respond(llm, messages, _params(args), raw=args.raw, on_delta=on_delta if streaming else None)
+    try:
+        turn = respond(llm, messages, _params(args), raw=args.raw, on_delta=on_delta if streaming else None)
+    except ValueError as e:  # the request does not fit (context, vocabulary): say so, no traceback
+        print(f"r1 run: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps({"reasoning": turn.reasoning, "content": turn.content, "prompt_tokens": turn.prompt_tokens,
                           "completion_tokens": turn.completion_tokens, "reasoning_tokens": turn.reasoning_tokens,

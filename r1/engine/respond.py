@@ -2,6 +2,7 @@
 split the reasoning from the answer -- the path `r1 run` and `r1 chat` share."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -30,6 +31,12 @@ def respond(llm: LLM, messages: list[dict], params: SamplingParams, raw: bool = 
     else:
         prompt = tok.apply_chat_template(messages, add_generation_prompt=True)
         ids = tok.encode(prompt, add_special_tokens=False)
+    room = llm.engine.max_model_len - len(ids)
+    if room < 1:
+        raise ValueError(f"the conversation ({len(ids)} tokens) fills the model's context of "
+                         f"{llm.engine.max_model_len} tokens; start a new chat or shorten it")
+    if params.max_tokens > room:  # as Ollama does at num_ctx: generate what fits, then stop ("length")
+        params = dataclasses.replace(params, max_tokens=room)
     parser = ReasoningStreamParser(think_in_prompt=prompt_opens_reasoning(prompt))
     turn = Turn(prompt_tokens=len(ids))
     parts: tuple[list[str], list[str]] = ([], [])
