@@ -22,6 +22,7 @@ class ExportConfig:
     to: str = "models/r1-tiny"
     name: str = "r1-tiny"
     max_mb: float = 50.0  # refuse to ship a bigger model (the embedded default must stay small)
+    about: str = ""  # what the model can and cannot do, for the card's first section
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -64,6 +65,7 @@ def export(cfg: ExportConfig, stages: list[dict], recipe_path: str, required_s: 
         f"from scratch on a CPU by `r1 pipeline {recipe_path}`, which runs the R1 recipe: pretraining, R1-Zero GRPO, "
         "cold-start SFT, reasoning RL, rejection sampling + SFT, final RL. It is the embedded default model of "
         "`r1 run`, `r1 chat`, `r1 serve` and `r1 eval`.", "",
+        *([cfg.about.strip(), ""] if cfg.about else []),
         "## Architecture", "",
         f"- {mcfg.arch}: {mcfg.num_hidden_layers} layers, hidden {mcfg.hidden_size}, {mcfg.num_attention_heads} "
         f"heads, MLA (kv_lora_rank {mcfg.kv_lora_rank}, q_lora_rank {mcfg.q_lora_rank}, rope dim "
@@ -79,7 +81,12 @@ def export(cfg: ExportConfig, stages: list[dict], recipe_path: str, required_s: 
         "that passed rejection sampling, and a few non-reasoning chat turns. Held-out numbers use the test split.", "",
         "## Evaluation (held-out test split, k=8 samples at temperature 0.6)", "", *_eval_table(stages), "",
     ]
-    if final:
+    ev = src.parent / "eval.json"
+    if ev.is_file():
+        sets = json.loads(ev.read_text())["sets"]
+        card += ["Final model per eval set (`/phrased`: the questions asked in people's words): "
+                 + "; ".join(f"{k} {v['pass@1']:.3f}" for k, v in sets.items()) + ".", ""]
+    elif final:
         card += [f"Final model: pass@1 {final['eval']['pass@1']:.3f}.", ""]
     atomic_write_text(tmp / "README.md", "\n".join(card))
     atomic_write_text(tmp / "stages.json", json.dumps([{k: v for k, v in st.items() if k != "config"}
