@@ -171,14 +171,16 @@ def render(runs: dict, docs: Path) -> str:
             sets = ", ".join(f"{s['task']} d{s['difficulty']}" + ("" if s["p_canonical"] >= 1 else " (people's phrasing)")
                              for s in suite["sets"])
             lines += [f"Held-out eval: test split, {suite['limit']} problems per set ({sets}), k={suite['k']} samples "
-                      f"at temperature {suite['temperature']}, top-p {suite['top_p']}, template `{suite['template']}`, "
-                      f"max {suite['max_tokens']} tokens.", ""]
-        head = "| stage | kind | " + " | ".join(c[0] for c in COLUMNS) + " | time (s) |"
-        lines += [head, "|" + "---|" * (len(COLUMNS) + 3)]
+                      f"at temperature {suite['temperature']}, top-p {suite['top_p']}, max {suite['max_tokens']} tokens; "
+                      "the prompt template of each stage's eval is in the table.", ""]
+        head = "| stage | kind | template | " + " | ".join(c[0] for c in COLUMNS) + " | time (s) |"
+        lines += [head, "|" + "---|" * (len(COLUMNS) + 4)]
         for st in rec["stages"]:
             a = st["eval_doc"]["all"] if st.get("eval_doc") else {}
+            tpl = st["eval_doc"]["suite"]["template"] if st.get("eval_doc") else "–"
             cells = [_fmt(a.get(k), f) for _, k, f in COLUMNS]
-            lines.append(f"| {st['name']} | {st['kind']} | " + " | ".join(cells) + f" | {st.get('elapsed_s', 0):.0f} |")
+            lines.append(f"| {st['name']} | {st['kind']} | {tpl} | " + " | ".join(cells)
+                         + f" | {st.get('elapsed_s', 0):.0f} |")
         lines.append("")
         for st in rec["stages"]:
             if st.get("eval_doc") and len(st["eval_doc"]["sets"]) > 1:
