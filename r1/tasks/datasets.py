@@ -59,8 +59,7 @@ def rl_records(task: str, n: int, seed: int = 0, split: str = "train", difficult
         d = curriculum.difficulty_at(i / max(n, 1)) if curriculum else levels[i % len(levels)]
         if d > fam.MAX_DIFFICULTY:
             raise ValueError(f"{task} has difficulties 1..{fam.MAX_DIFFICULTY}, asked for {d}")
-        p = random_phrasing(fam.generate(seed + i, split, d), rng, p_canonical) if p_canonical < 1 else \
-            fam.generate(seed + i, split, d)
+        p = random_phrasing(fam.generate(seed + i, split, d), rng, p_canonical)
         if style == "r1_zero":
             prompt = r1_zero_prompt(p)
         else:

@@ -110,6 +110,6 @@ def rephrase(problem: Problem, variant: int) -> Problem:
 def random_phrasing(problem: Problem, rng: random.Random, p_canonical: float = 0.5) -> Problem:
     """The canonical prompt with probability p_canonical, else a uniformly drawn paraphrase."""
     n = num_phrasings(problem.task)
-    if n == 1 or rng.random() < p_canonical:
+    if n == 1 or p_canonical >= 1 or rng.random() < p_canonical:
         return problem
     return rephrase(problem, rng.randrange(1, n))

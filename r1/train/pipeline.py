@@ -289,6 +289,9 @@ def run_recipe(recipe: Recipe, only: list[str] | None = None, force: list[str] |
             run_recipe(other, log=log, _stack=stack, _done=done)
     done.add(recipe.name)
     resolver = Resolver(recipe, others)
+    # the required recipes' time, for the model card (they finished above; read once)
+    required_s = sum(json.loads((Path(o.out_dir) / "pipeline.json").read_text()).get("total_s", 0)
+                     for o in others.values() if (Path(o.out_dir) / "pipeline.json").is_file())
     root = Path(recipe.out_dir)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -323,8 +326,6 @@ def run_recipe(recipe: Recipe, only: list[str] | None = None, force: list[str] |
         state = {"name": spec.name, "kind": spec.kind, "status": "running", "config_hash": h, "inputs": inputs,
                  "config": config, "output": str(folder / KINDS[spec.kind][1]), "started": started}
         atomic_write_text(state_file, json.dumps(state, indent=1))
-        required_s = sum(json.loads((Path(o.out_dir) / "pipeline.json").read_text()).get("total_s", 0)
-                         for o in others.values() if (Path(o.out_dir) / "pipeline.json").is_file())
         _run_stage(spec, config, folder, recipe, record["stages"], required_s)
         state["train_s"] = round(time.time() - started, 1)
         if suite is not None:
