@@ -107,6 +107,15 @@ def test_recipes_run_end_to_end_and_resume(shrunk, capsys):
     out = capsys.readouterr().out
     assert "r1/sft: its config or an input stage changed" in out and "r1/reasoning_rl: done before" in out
 
+    # a stage cut off under another config starts over instead of resuming that run's checkpoints
+    state_file = runs / "r1" / "final_rl" / "stage.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({**state, "status": "running", "config_hash": "another"}))
+    capsys.readouterr()
+    run_recipe(load_recipe(shrunk / "r1.yaml"))
+    assert "r1/final_rl: its config or an input stage changed" in capsys.readouterr().out
+    assert json.loads(state_file.read_text())["status"] == "done"
+
     from r1.train.results import write_report
 
     md = write_report(runs, shrunk / "docs").read_text()

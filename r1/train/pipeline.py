@@ -314,7 +314,9 @@ def run_recipe(recipe: Recipe, only: list[str] | None = None, force: list[str] |
             log(f"[pipeline] {recipe.name}/{spec.name}: done before, skipped")
             record["stages"].append(state)
             continue
-        if state.get("status") == "done":
+        if state and (state.get("status") == "done" or not same):
+            # Finished before (forced or changed), or cut off under another config or other inputs:
+            # its checkpoints belong to that other run, so start over instead of resuming them.
             log(f"[pipeline] {recipe.name}/{spec.name}: its config or an input stage changed since it ran; "
                 "running it again")
             import shutil
