@@ -211,3 +211,28 @@ def test_speculation_with_prefix_sharing_n_samples():
     spec = run(eng, [(p, sp)])[0]
     assert [o.token_ids for o in spec.outputs] == [o.token_ids for o in plain.outputs]
     assert eng.blocks.hits > 0 and eng.blocks.num_free == 256
+
+
+def test_vectorized_build_step_equals_the_row_by_row_reference():
+    from r1.engine.kv_cache import PagedKVCache, build_step, build_step_reference
+    from r1.engine.sequence import Sequence
+
+    g = torch.Generator().manual_seed(0)
+    cache = PagedKVCache(num_blocks=64, block_size=4, device="cpu")
+    for trial in range(20):
+        b = int(torch.randint(1, 6, (1,), generator=g))
+        seqs, starts, tokens = [], [], []
+        for _ in range(b):
+            start = int(torch.randint(0, 30, (1,), generator=g))
+            n = int(torch.randint(1, 9 if trial % 2 else 2, (1,), generator=g))  # prefill chunks and decode steps
+            blocks = -(-(start + n) // 4) + int(torch.randint(0, 2, (1,), generator=g))
+            seq = Sequence(seq_id=len(seqs), request_id=f"r{trial}", index=0, prompt_ids=list(range(start + n)),
+                           params=SamplingParams())
+            seq.block_table = torch.randperm(64, generator=g)[:blocks].tolist()
+            seqs.append(seq), starts.append(start)
+            tokens.append(torch.randint(0, 256, (n,), generator=g).tolist())
+        fast, ref = build_step(cache, seqs, starts, tokens, "cpu"), build_step_reference(cache, seqs, starts, tokens, "cpu")
+        for a, r in [(fast[1], ref[1]), (fast[2], ref[2]), (fast[0].index, ref[0].index),
+                     (fast[0].key_pos, ref[0].key_pos), (fast[0]._slots, ref[0]._slots)]:
+            assert torch.equal(a, r)
+        assert all(torch.equal(x, y) for x, y in zip(fast[0]._where, ref[0]._where))

@@ -71,9 +71,14 @@ class MLA(nn.Module):
         k_nope, v = self.kv_b_proj(latent).view(b, t, self.n_heads, self.dn + self.dv).split([self.dn, self.dv], -1)
         k = torch.cat([k_nope, k_pe[:, :, None, :].expand(-1, -1, self.n_heads, -1)], dim=-1)  # (b, t, h, dqk)
         q = torch.cat([q_nope, q_pe], dim=-1)  # (b, s, h, dqk)
+        # SDPA's fused (flash) kernels need one head size for q, k and v; MLA has dv < dqk, which
+        # sends it to the unfused math path (2-3x slower fwd+bwd on CPU). Zero columns change
+        # neither q.k (the scale is explicit) nor the first dv output columns.
+        d = max(q.shape[-1], self.dv)
+        q, k, v = (F.pad(t, (0, d - t.shape[-1])) if t.shape[-1] < d else t for t in (q, k, v))
         o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           attn_mask=mask, scale=self.scale)  # (b, h, s, dv)
-        return o.transpose(1, 2)  # (b, s, h, dv)
+                                           attn_mask=mask, scale=self.scale)  # (b, h, s, d)
+        return o.transpose(1, 2)[..., : self.dv]  # (b, s, h, dv)
 
     def _absorb(self, q_nope, q_pe, latent, k_pe, mask) -> torch.Tensor:
         w = self.kv_b_proj.weight.view(self.n_heads, self.dn + self.dv, self.c)
