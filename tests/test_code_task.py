@@ -152,3 +152,15 @@ def test_eval_harness_scores_code_through_the_family_grader():
     result = run_eval(Backend(), cfg)
     expected = sum(min(i % 3, 2) / 2 for i in range(len(problems))) / len(problems)
     assert result["metrics"]["pass@1"] == pytest.approx(expected)
+
+
+def test_grade_all_batches_code_and_agrees_with_grade_one_at_a_time():
+    from r1.tasks import grade_all
+
+    probs = [code.generate(s, "train", 1) for s in range(3)] + [get_task("arithmetic").generate(0, "train", 1)]
+    wrong = "```python\ndef f(*a):\n    return None\n```"
+    answers = [probs[0].answer, wrong, None, probs[3].answer]
+    assert grade_all(answers, probs) == [True, False, False, True]
+    assert grade_all(answers, probs) == [a is not None and get_task(p.task).grade(a, p) for a, p in zip(answers, probs)]
+    with pytest.raises(ValueError, match="3 answers for 4 problems"):
+        grade_all(answers[:3], probs)

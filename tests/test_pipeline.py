@@ -137,3 +137,17 @@ def test_bad_references_and_kinds_are_named(tmp_path):
     (tmp_path / "x.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(TrainConfigError, match="not in this recipe's `requires`"):
         run_recipe(load_recipe(tmp_path / "x.yaml"))
+
+
+def test_code_recipe_runs_with_the_sandboxed_reward(tmp_path):
+    """recipes/code.yaml shrunk: the GRPO stage is rewarded by running completions in the sandbox,
+    and the stage evaluations grade code the same way."""
+    data = shrink(yaml.safe_load((RECIPES / "code.yaml").read_text()), tmp_path / "runs")
+    data["stages"][0]["config"]["model"]["overrides"]["max_position_embeddings"] = 1024  # long code prompts
+    (tmp_path / "code.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    run_recipe(load_recipe(tmp_path / "code.yaml"))
+    runs = tmp_path / "runs" / "code"
+    metrics = [json.loads(line) for line in (runs / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert "rewards/code_binary_reward/mean" in metrics[-1]
+    ev = json.loads((runs / "rl" / "eval.json").read_text())
+    assert set(ev["sets"]) == {"code/d1"} and 0 <= ev["all"]["pass@1"] <= 1

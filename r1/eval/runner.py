@@ -17,9 +17,9 @@ from r1.eval.backend import Backend, Generation, as_generation, describe
 from r1.eval.metrics import k_ladder, majority_vote, mean, pass_at_k, stderr
 from r1.rewards.format import is_formatted
 from r1.rewards.language import LANGUAGE_SCRIPTS, language_share
-from r1.tasks import generate_many, get_task
+from r1.tasks import generate_many, get_task, grade_all
 from r1.tasks.base import SPLITS, Problem, answer_key
-from r1.tasks.extract import parse_completion
+from r1.tasks.extract import Parsed, parse_completion
 from r1.tasks.prompting import STYLES, r1_zero_prompt, user_message
 
 MIN_REASONING_WORDS = 3  # a think block with fewer words counts as answering directly
@@ -107,12 +107,18 @@ def opens_thinking(prompt: str) -> bool:
     return prompt.rstrip().endswith("<think>")
 
 
-def grade_sample(gen: Generation, problem: Problem, cfg: EvalConfig, backend: Backend,
+def grade_samples(gens: list[Generation], problem: Problem, cfg: EvalConfig, backend: Backend,
+                  think_in_prompt: bool) -> list[dict[str, Any]]:
+    """One record per sample; the k answers are graded in one call (r1.tasks.grade_all)."""
+    parsed = [parse_completion(g.text, think_in_prompt) for g in gens]
+    correct = grade_all([p.answer for p in parsed], [problem] * len(gens))
+    return [grade_sample(g, p, ok, problem, cfg, backend, think_in_prompt) for g, p, ok in zip(gens, parsed, correct)]
+
+
+def grade_sample(gen: Generation, parsed: Parsed, correct: bool, problem: Problem, cfg: EvalConfig, backend: Backend,
                  think_in_prompt: bool) -> dict[str, Any]:
     family = get_task(problem.task)
-    parsed = parse_completion(gen.text, think_in_prompt)
     answer = parsed.answer
-    correct = answer is not None and bool(family.grade(answer, problem))
     key = answer_key(family, answer, problem) if answer is not None else None
     reasoning = parsed.reasoning if parsed.reasoning is not None else gen.text
     share = language_share(reasoning, cfg.language)
@@ -206,7 +212,7 @@ def run_eval(backend: Backend, cfg: EvalConfig, model_name: str | None = None, p
                 raise RuntimeError(f"backend returned {[len(o) for o in outs]} completions for {len(batch)} prompts x k={cfg.k}")
             for i, (problem, gens) in enumerate(zip(batch, outs)):
                 prompt = prompts[start + i]
-                samples = [grade_sample(as_generation(g), problem, cfg, backend, opens_thinking(prompt)) for g in gens]
+                samples = grade_samples([as_generation(g) for g in gens], problem, cfg, backend, opens_thinking(prompt))
                 records.append(problem_record(problem, prompt, samples, cfg.k))
             if bar is not None:
                 bar[0].update(bar[1], advance=len(batch),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from r1.rewards.base import RewardFunc, column, completion_text, named
-from r1.tasks import get_task
+from r1.tasks import grade_all
 from r1.tasks.base import Problem
 from r1.tasks.extract import extract_answer
 
@@ -30,8 +30,7 @@ def problems_from_columns(columns: dict[str, Any], n: int) -> list[Problem]:
 
 
 def grade_completion(text: str, problem: Problem, think_in_prompt: bool = True) -> bool:
-    answer = extract_answer(text, think_in_prompt)
-    return answer is not None and bool(get_task(problem.task).grade(answer, problem))
+    return grade_all([extract_answer(text, think_in_prompt)], [problem])[0]
 
 
 def make_accuracy_reward(think_in_prompt: bool = True) -> RewardFunc:
@@ -39,8 +38,8 @@ def make_accuracy_reward(think_in_prompt: bool = True) -> RewardFunc:
     inside the reasoning."""
     def accuracy_reward(prompts: list, completions: list, **columns: Any) -> list[float | None]:
         problems = problems_from_columns(columns, len(completions))
-        return [1.0 if grade_completion(completion_text(c), p, think_in_prompt) else 0.0
-                for c, p in zip(completions, problems)]
+        answers = [extract_answer(completion_text(c), think_in_prompt) for c in completions]
+        return [1.0 if ok else 0.0 for ok in grade_all(answers, problems)]
     return named(accuracy_reward, "accuracy_reward")
 
 

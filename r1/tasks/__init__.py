@@ -40,4 +40,27 @@ def get_task(name: str) -> ModuleType:
         raise
 
 
-__all__ = ["TASKS", "GENERATED", "SPLITS", "Problem", "TaskFamily", "generate_many", "get_task", "split_of"]
+def grade_all(answers: list[str | None], problems: list[Problem]) -> list[bool]:
+    """family.grade over many (answer, problem) pairs; None answers are wrong. A family that
+    defines `grade_batch(answers, problems)` grades its rows in one call (the code family runs
+    them in parallel in the sandbox instead of one process at a time)."""
+    if len(answers) != len(problems):
+        raise ValueError(f"{len(answers)} answers for {len(problems)} problems")
+    out = [False] * len(answers)
+    by_task: dict[str, list[int]] = {}
+    for i, (a, p) in enumerate(zip(answers, problems)):
+        if a is not None:
+            by_task.setdefault(p.task, []).append(i)
+    for task, rows in by_task.items():
+        family = get_task(task)
+        if hasattr(family, "grade_batch"):
+            verdicts = family.grade_batch([answers[i] for i in rows], [problems[i] for i in rows])
+        else:
+            verdicts = [family.grade(answers[i], problems[i]) for i in rows]
+        for i, ok in zip(rows, verdicts):
+            out[i] = bool(ok)
+    return out
+
+
+__all__ = ["TASKS", "GENERATED", "SPLITS", "Problem", "TaskFamily", "generate_many", "get_task", "grade_all",
+           "split_of"]

@@ -165,8 +165,13 @@ def grade_detail(answer: str, problem: Problem, pool: SandboxPool | None = None)
 
 
 def grade(answer: str, problem: Problem) -> bool:
-    res = grade_detail(answer, problem)
-    return res is not None and res.all_passed
+    return grade_batch([answer], [problem])[0]
+
+
+def grade_batch(answers: Sequence[str | None], problems: Sequence[Problem]) -> list[bool]:
+    """`grade` for many answers at once, in one parallel sandbox batch (each program stops at
+    its first failing test: a verdict needs no more)."""
+    return [res is not None and res.all_passed for res in grade_many(answers, problems, fail_fast=True)]
 
 
 def verdict_counts(results: Sequence[JobResult | None]) -> dict[str, int]:

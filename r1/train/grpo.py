@@ -43,7 +43,7 @@ from r1.train.rollout import Rollout, generate_groups, pad_left, pad_right, roll
 from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
 
 MODES = ("r1_zero", "r1")
-REWARDS = ("accuracy", "format", "tag_count", "language", "overlong", "repetition")
+REWARDS = ("accuracy", "format", "tag_count", "language", "overlong", "repetition", "code", "code_binary")
 
 
 @dataclass
@@ -160,6 +160,8 @@ class GRPOTrainConfig:
 # ------------------------------------------------------------------------------ rewards and prompts
 def build_rewards(names: list[str], mode: str, think_in_prompt: bool, max_completion_length: int,
                   language: str = "en") -> list:
+    from r1.rewards.code import make_code_reward  # imports the sandbox: only when building rewards
+
     style = "r1_zero" if mode == "r1_zero" else "chat"
     table = {
         "accuracy": lambda: R.make_accuracy_reward(think_in_prompt),
@@ -168,6 +170,9 @@ def build_rewards(names: list[str], mode: str, think_in_prompt: bool, max_comple
         "language": lambda: R.make_language_reward(language, think_in_prompt),
         "overlong": lambda: R.make_soft_overlong_reward(max_completion_length, max(1, max_completion_length // 4)),
         "repetition": lambda: R.make_repetition_penalty(),
+        # code family: fraction of hidden tests passed / 1 only when all pass (r1.rewards.code)
+        "code": lambda: make_code_reward(binary=False, think_in_prompt=think_in_prompt),
+        "code_binary": lambda: make_code_reward(binary=True, think_in_prompt=think_in_prompt),
     }
     return [table[n]() for n in names]
 
