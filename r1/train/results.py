@@ -13,7 +13,7 @@ from typing import Any
 
 from r1.fileio import atomic_write_text
 
-RECIPES = ("r1-zero", "r1", "distill")
+RECIPES = ("r1-zero", "r1", "distill", "code")
 REPRO = "r1-zero-repro"  # a second run of recipes/r1-zero.yaml (`--out runs/r1-zero-repro`), if made
 COLUMNS = [("pass@1", "pass@1", "{:.3f}"), ("cons@8", "cons@k", "{:.3f}"), ("format", "format_rate", "{:.3f}"),
            ("language", "language_consistency_rate", "{:.3f}"), ("reasons", "reasoning_rate", "{:.2f}"),
@@ -120,6 +120,12 @@ def claims(runs: dict) -> list[tuple[str, bool | None, str]]:
         if c:
             out.append(("Distilled student beats the same student trained by GRPO alone", c[0] > c[1],
                         f"distilled {c[0]:.3f} vs GRPO-only {c[1]:.3f}"))
+    code = [s for s in runs.get("code", {}).get("stages", []) if s.get("eval_doc")]
+    if code:
+        last = code[-1]["eval_doc"]["all"]["pass@1"]
+        out.append(("Code: a model trained on the synthetic code family gets non-zero pass@1, graded by running its "
+                    "programs on hidden tests in the sandbox", last > 0,
+                    "pass@1 " + " -> ".join(f"{s['name']} {s['eval_doc']['all']['pass@1']:.3f}" for s in code)))
     if REPRO in runs:
         t = runs[REPRO]["total_s"]
         out.append(("Time: the r1-zero recipe (second run) finishes in <= 20 minutes", t <= 20 * 60, f"{t / 60:.1f} min"))
