@@ -1,7 +1,9 @@
 """Decode speed: r1 (base, turbo) against transformers' generate, in one run, on one machine.
 
 For each model: batch-1 decode tokens/s and time to first token; then throughput at several
-concurrency levels (r1's continuous batching vs transformers' batched generate). The run also
+concurrency levels (r1's continuous batching vs transformers' batched generate); for the GGUF
+model, llama.cpp too when `llama-cpp-python` is installed (built from source: `CMAKE_ARGS=
+"-DGGML_NATIVE=ON" pip install llama-cpp-python`, ~25 min on 2 cores). The run also
 measures this machine's memory copy bandwidth and prints each batch-1 figure as a fraction of
 the bandwidth bound (bandwidth / bytes of weights read per generated token).
 
@@ -110,6 +112,40 @@ def hf_concurrent(hf, ids: list[int], c: int, n: int) -> float:
     return c * n / (time.perf_counter() - t)
 
 
+def llama_cpp_rows(path: Path, ids: list[int], n: int, levels: list[int], threads: int) -> tuple[dict, dict] | None:
+    """llama.cpp (through llama-cpp-python, if installed) on the GGUF file itself, same prompt ids:
+    batch-1 TTFT and decode tok/s, and c requests served one after another -- the Python binding
+    keeps one sequence per `Llama`, so that is what its users get for concurrent requests."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
+
+    def one() -> tuple[float, float]:
+        llm.reset()  # no prefix reuse between runs
+        t0 = time.perf_counter()
+        first = last = None
+        for i, _ in enumerate(llm.generate(ids, temp=0.0, top_k=1, reset=True)):
+            now = time.perf_counter()
+            if first is None:
+                first = now
+            last = now
+            if i + 1 == n:
+                break
+        return first - t0, (n - 1) / (last - first)
+
+    one()  # warm up
+    ttft, tps = one()
+    conc = {}
+    for c in levels:
+        t = time.perf_counter()
+        for _ in range(c):
+            one()
+        conc[c] = c * n / (time.perf_counter() - t)
+    return {"ttft_s": ttft, "tok_s": tps}, conc
+
+
 def deepseek_model(folder: Path) -> Path:
     """A DeepSeek-V3-architecture model (MLA + MoE + MTP) of SmolLM2's size class, random weights:
     speed does not depend on what the weights know."""
@@ -133,6 +169,7 @@ def main() -> int:
     ap.add_argument("--models", default="smollm2,deepseek")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-hf", action="store_true")
+    ap.add_argument("--no-llama-cpp", action="store_true", help="skip the llama.cpp column (llama-cpp-python)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads for every engine (0 = torch's default); "
                     "on a shared machine 1 avoids the stalls of OpenMP threads waiting for a busy core")
     args = ap.parse_args()
@@ -167,12 +204,20 @@ def main() -> int:
                 row["kv_fraction_of_mha"] = per_token / row["mha_kv_bytes_per_token_layer"]
                 row["spec_accept"] = (llm.engine.stats["spec_accepted"] / llm.engine.stats["spec_drafted"]
                                       if llm.engine.stats["spec_drafted"] else None)
+                row["spec_stopped_after"] = llm.engine.stats.get("spec_stopped_after")
             res["rows"][f"r1 {profile}"] = row
             for c in levels:
                 res["concurrency"].setdefault(f"r1 {profile}", {})[c] = r1_concurrent(llm, ids, c, args.tokens)
             print(name, profile, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
                   res["concurrency"][f"r1 {profile}"], flush=True)
             del llm
+        if name == "smollm2" and not args.no_llama_cpp:
+            got = llama_cpp_rows(path, ids, args.tokens, levels, torch.get_num_threads())
+            if got is None:
+                print("llama.cpp: llama-cpp-python is not installed; no column for it", flush=True)
+            else:
+                res["rows"]["llama.cpp (GGUF Q4_1)"], res["concurrency"]["llama.cpp (GGUF Q4_1)"] = got
+                print(name, "llama.cpp", got, flush=True)
         if not args.no_hf:
             import transformers
 
@@ -215,11 +260,20 @@ def report(results: dict) -> str:
             cells = [f"{conc[c]:.1f}" + (f" ({conc[c] / hfc[c]:.1f}x)" if hfc and k != "transformers" else "")
                      for c in levels]
             lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        lc = [k for k in rows if k.startswith("llama.cpp")]
+        if lc:
+            lr, lconc = rows[lc[0]], res["concurrency"][lc[0]]
+            for k in (k for k in rows if k.startswith("r1 ")):
+                top = max(levels)
+                lines.append(f"\n{k} / llama.cpp: batch-1 {rows[k]['tok_s'] / lr['tok_s']:.2f}x, "
+                             f"{top} concurrent {res['concurrency'][k][top] / lconc[top]:.2f}x")
         for k, r in rows.items():
             if "kv_fraction_of_mha" in r:
                 lines.append(f"\n{k}: KV cache {r['kv_bytes_per_token_layer']} B/token/layer vs "
                              f"{r['mha_kv_bytes_per_token_layer']} B for full MHA ({r['kv_fraction_of_mha']:.1%})"
-                             + (f", MTP acceptance {r['spec_accept']:.0%}" if r.get("spec_accept") is not None else ""))
+                             + (f", MTP acceptance {r['spec_accept']:.0%}" if r.get("spec_accept") is not None else "")
+                             + (f" (drafting stopped after {r['spec_stopped_after']} drafts)"
+                                if r.get("spec_stopped_after") else ""))
         lines.append("")
     return "\n".join(lines)
 

@@ -181,6 +181,26 @@ def test_mtp_speculative_greedy_is_token_identical_to_plain(temperature):
     assert eng.blocks.num_free == 128
 
 
+def test_speculation_stops_when_drafts_are_rarely_accepted_and_output_is_unchanged():
+    model = tiny("tiny-deepseek", seed=3)
+    ps = prompts(4, seed=8)
+    sp = SamplingParams(temperature=0.0, max_tokens=24)
+    plain = run(LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=128)), [(p, sp) for p in ps])
+    # an acceptance no drafter reaches: drafting stops after the probe, mid-generation
+    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=128, speculative=True,
+                                              spec_min_acceptance=1.0, spec_probe_drafts=8))
+    spec = run(eng, [(p, sp) for p in ps])
+    assert [o.outputs[0].token_ids for o in spec] == [o.outputs[0].token_ids for o in plain]
+    assert not eng.speculative and 8 <= eng.stats["spec_stopped_after"] == eng.stats["spec_drafted"] < 4 * 24
+    assert eng.blocks.num_free == 128
+    keep = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=128, speculative=True,
+                                               spec_min_acceptance=1.0, spec_probe_drafts=0))
+    run(keep, [(p, sp) for p in ps])
+    assert keep.speculative and "spec_stopped_after" not in keep.stats
+    with pytest.raises(ValueError, match="spec_min_acceptance"):
+        EngineConfig(spec_min_acceptance=1.5)
+
+
 def test_speculative_sampling_keeps_the_target_distribution():
     """Speculative sampling's output distribution equals p whatever the draft distribution q."""
     from r1.engine.speculative import draw, verify

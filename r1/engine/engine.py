@@ -36,11 +36,20 @@ class EngineConfig:
     max_model_len: int = 0  # 0 = the model's max_position_embeddings
     max_waiting: int = 0  # 0 = unbounded; servers set a bound and answer 429 beyond it
     speculative: bool = False  # MTP drafting (models with MTP modules only)
+    # A draft costs a second token per row in the main pass plus the MTP pass; when few are
+    # accepted (an untrained MTP head, a model fine-tuned away from its head) that is pure loss.
+    # After spec_probe_drafts drafts, drafting stops for good if under spec_min_acceptance of
+    # them were accepted. Outputs keep their distribution either way (greedy: identical).
+    spec_min_acceptance: float = 0.3
+    spec_probe_drafts: int = 64  # 0 = never stop drafting
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.spec_min_acceptance <= 1 or self.spec_probe_drafts < 0:
+            raise ValueError(f"spec_min_acceptance must be in [0, 1] and spec_probe_drafts >= 0, got "
+                             f"{self.spec_min_acceptance}, {self.spec_probe_drafts}")
         if self.kv_cache_dtype not in ("auto", "int8"):
             raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r}: choose 'auto' or 'int8'")
 
@@ -224,7 +233,20 @@ class LLMEngine:
                 mtp_rows.append((i, seq, st, n + int(accepted)))
         if spec and mtp_rows:
             self._draft(mtp_rows, hidden)
+        if spec:
+            self._judge_speculation()
         return [self._output(req) for req in touched.values()]
+
+    def _judge_speculation(self) -> None:
+        """Stop drafting for good once enough drafts show it does not pay (see EngineConfig).
+        For good, not per step: the MTP module's KV must cover every position it drafts from."""
+        n, probe = self.stats["spec_drafted"], self.config.spec_probe_drafts
+        if probe and n >= probe and self.stats["spec_accepted"] < self.config.spec_min_acceptance * n:
+            self.speculative = False
+            self.stats["spec_stopped_after"] = n
+            for req in self.requests.values():
+                for seq in req.seqs:
+                    seq.draft = seq.draft_q = None
 
     def _sample_rows(self, seqs: list[Sequence], logits: torch.Tensor) -> list[tuple[int, dict | None]]:
         if any(s.params.penalized for s in seqs):
