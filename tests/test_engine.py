@@ -255,4 +255,34 @@ def test_vectorized_build_step_equals_the_row_by_row_reference():
         for a, r in [(fast[1], ref[1]), (fast[2], ref[2]), (fast[0].index, ref[0].index),
                      (fast[0].key_pos, ref[0].key_pos), (fast[0]._slots, ref[0]._slots)]:
             assert torch.equal(a, r)
-        assert all(torch.equal(x, y) for x, y in zip(fast[0]._where, ref[0]._where))
+        wf, wr = fast[0]._where, ref[0]._where
+        assert (wf is None) == (wr is None) == bool((fast[0]._slots.numel() == fast[1].numel()))
+        assert wf is None or all(torch.equal(x, y) for x, y in zip(wf, wr))
+
+
+def test_int8_kv_cache_round_trip_is_within_half_a_step():
+    from r1.engine.kv_cache import PagedKVCache
+
+    cache = PagedKVCache(num_blocks=4, block_size=4, device="cpu", kv_dtype="int8")
+    x = torch.randn(6, 2, 8) * torch.tensor([0.01, 1.0, 100.0, 0.5, 3.0, 0.0])[:, None, None]
+    slots = torch.tensor([3, 0, 7, 12, 5, 9])
+    cache.write(0, "k", x, slots)
+    back = cache.read(0, "k", slots[None])[0]
+    step = x.reshape(6, -1).abs().amax(-1) / 127  # (6,) one quantization step per token
+    assert ((back - x).reshape(6, -1).abs().amax(-1) <= step / 2 + 1e-7).all()
+    assert torch.equal(back[5], x[5])  # an all-zero vector stays exact
+
+
+def test_int8_kv_cache_logits_stay_close_to_the_float_cache(model):
+    ps = prompts(4, seed=11)
+    outs = {}
+    for dtype in ("auto", "int8"):
+        eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=128, kv_cache_dtype=dtype))
+        sp = SamplingParams(temperature=0.0, max_tokens=6, logprobs=5)
+        outs[dtype] = run(eng, [(p, sp) for p in ps])
+    for a, b in zip(outs["auto"], outs["int8"]):
+        ta, tb = a.outputs[0].token_ids, b.outputs[0].token_ids
+        agree = next((i for i, (x, y) in enumerate(zip(ta, tb)) if x != y), len(ta))
+        assert agree >= 2  # the prefill already reads its keys and values back from the int8 cache
+        for la, lb in zip(a.outputs[0].logprobs[:agree], b.outputs[0].logprobs[:agree]):
+            assert abs(la["logprob"] - lb["logprob"]) < 0.05

@@ -173,8 +173,8 @@ class PagedKVCache:
         key = (layer, name)
         if self.kv_dtype == "int8":
             flat = x.reshape(x.shape[0], -1).float()
-            scale = flat.abs().amax(-1).clamp(min=1e-8) / 127.0
-            q = (flat / scale[:, None]).round().clamp(-127, 127).to(torch.int8).view(x.shape)
+            scale = torch.linalg.vector_norm(flat, float("inf"), dim=-1).clamp_(min=1e-8).div_(127.0)  # absmax / 127
+            q = (flat / scale[:, None]).round_().to(torch.int8).view(x.shape)  # |flat / scale| <= 127: no clamp
             if key not in self.store:
                 self.store[key] = torch.zeros((self.num_slots, *x.shape[1:]), dtype=torch.int8, device=self.device)
                 self.scales[key] = torch.ones(self.num_slots, dtype=torch.float32, device=self.device)
@@ -208,7 +208,8 @@ class PagedStep:
     def __init__(self, cache: PagedKVCache, slots: torch.Tensor, index: torch.Tensor, key_pos: torch.Tensor):
         self.cache, self.index, self.key_pos = cache, index, key_pos
         valid = slots >= 0
-        self._where = valid.nonzero(as_tuple=True)  # which (row, col) of the step are real tokens
+        # which (row, col) of the step are real tokens; None = all of them (no gather needed)
+        self._where = None if bool(valid.all()) else valid.nonzero(as_tuple=True)
         self._slots = slots[valid]
 
     def begin(self, positions: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
@@ -217,7 +218,8 @@ class PagedStep:
     def write(self, layer: int, **new: torch.Tensor) -> list[torch.Tensor]:
         out = []
         for name, x in new.items():  # x (b, s, ...)
-            self.cache.write(layer, name, x[self._where], self._slots)
+            rows = x.reshape(-1, *x.shape[2:]) if self._where is None else x[self._where]
+            self.cache.write(layer, name, rows, self._slots)
             out.append(self.cache.read(layer, name, self.index))
         return out
 
