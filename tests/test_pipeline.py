@@ -46,6 +46,8 @@ def shrink(recipe: dict, out_root: Path) -> dict:
                              max_completion_length=8)
         elif st["kind"] == "rejection":
             c.update(n_per_task=3, samples=2, max_tokens=8)
+        elif st["kind"] == "eval":
+            c.update(limit=2, k=2, max_tokens=8)
         elif st["kind"] == "export":
             c["to"] = str(out_root / "models" / c["name"])
         elif st["kind"] == "mix":

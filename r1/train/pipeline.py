@@ -196,7 +196,7 @@ def evaluate(model: str | Path, suite: EvalSuite, out: Path | None = None, backe
 
     backend = backend or EngineBackend(model, batch_size=suite.batch_size * suite.k)
     t0 = time.time()
-    per_set, samples = {}, {}
+    per_set, samples, per_problem = {}, {}, {}
     for s in suite.sets:
         ecfg = EvalConfig(task=s.task, k=suite.k, limit=suite.limit, seed=suite.seed, split="test",
                           difficulty=s.difficulty, temperature=suite.temperature, top_p=suite.top_p,
@@ -208,10 +208,12 @@ def evaluate(model: str | Path, suite: EvalSuite, out: Path | None = None, backe
         result = run_eval(backend, ecfg, problems=problems)
         key = f"{s.task}/d{s.difficulty}" + ("" if s.p_canonical >= 1 else "/phrased")
         per_set[key] = result["metrics"]
+        # problem id -> pass@1, so two models evaluated on the same problems compare pair by pair
+        per_problem[key] = {r["id"]: r["pass@1"] for r in result["problems"]}
         samples[key] = [{"question": r["question"], "truth": r["truth"], "text": r["samples"][0]["text"],
                          "correct": r["samples"][0]["correct"]} for r in result["problems"][:3]]
     doc = {"model": str(model), "suite": dataclasses.asdict(suite), "all": weighted_means(per_set),
-           "sets": per_set, "examples": samples, "elapsed_s": round(time.time() - t0, 1)}
+           "sets": per_set, "examples": samples, "per_problem": per_problem, "elapsed_s": round(time.time() - t0, 1)}
     if out is not None:
         atomic_write_text(out, json.dumps(doc, indent=1))
     return doc

@@ -67,6 +67,23 @@ def _common_pass1(a: dict, b: dict) -> tuple[float, float, list[str]] | None:
     return avg(sa), avg(sb), keys
 
 
+def _paired(runs: dict, name_a: str, name_b: str) -> tuple[float, float, int, float] | None:
+    """Mean pass@1 of two eval stages of the r1 recipe over the problems both scored, and the
+    standard error of the mean per-problem difference (pairing removes problem difficulty
+    from the noise)."""
+    stages = {s["name"]: s for s in runs.get("r1", {}).get("stages", []) if s.get("eval_doc")}
+    if name_a not in stages or name_b not in stages:
+        return None
+    pa, pb = stages[name_a]["eval_doc"].get("per_problem", {}), stages[name_b]["eval_doc"].get("per_problem", {})
+    pairs = [(pa[k][i], pb[k][i]) for k in pa.keys() & pb.keys() for i in pa[k].keys() & pb[k].keys()]
+    if len(pairs) < 2:
+        return None
+    d = [x - y for x, y in pairs]
+    mean_d = sum(d) / len(d)
+    se = (sum((v - mean_d) ** 2 for v in d) / (len(d) - 1) / len(d)) ** 0.5
+    return sum(x for x, _ in pairs) / len(pairs), sum(y for _, y in pairs) / len(pairs), len(pairs), se
+
+
 def _stderr(stage: dict, keys: list[str]) -> float:
     """Standard error of the problem-weighted pass@1 over `keys` (independent sets)."""
     sets = stage["eval_doc"]["sets"]
@@ -94,7 +111,13 @@ def claims(runs: dict) -> list[tuple[str, bool | None, str]]:
             out.append(("R1-Zero: mean response length grows over RL (first vs last quarter of steps)",
                         last > first, f"{first:.1f} -> {last:.1f} tokens"))
     final = _stage(runs, "r1", "grpo")
-    if final and zero:
+    paired = _paired(runs, "compare_r1", "compare_r1_zero")
+    if paired:
+        a, b, n, se = paired
+        out.append(("R1 beats R1-Zero on held-out pass@1 (same problems, each model in its own template)", a > b,
+                    f"R1 {a:.3f} vs R1-Zero {b:.3f} on {n} problems: difference {a - b:+.3f}, paired standard "
+                    f"error {se:.3f} ({(a - b) / se if se else float('inf'):.1f} standard errors)"))
+    elif final and zero:
         c = _common_pass1(final, zero)
         if c:
             se = max(_stderr(final, c[2]), _stderr(zero, c[2]))
