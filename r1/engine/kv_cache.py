@@ -210,7 +210,7 @@ class PagedStep:
         valid = slots >= 0
         # which (row, col) of the step are real tokens; None = all of them (no gather needed)
         self._where = None if bool(valid.all()) else valid.nonzero(as_tuple=True)
-        self._slots = slots[valid]
+        self._slots = slots.reshape(-1) if self._where is None else slots[valid]
 
     def begin(self, positions: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
         return self.key_pos

@@ -23,7 +23,8 @@ from r1.engine.quant_linear import Int8Linear
 
 @functools.cache
 def fbgemm_available() -> bool:
-    """A fact of the torch build (cached: asking torch costs ~4 us, and decode asks per matmul)."""
+    """A fact of the torch build, cached: decode asks once per matmul, and asking torch is a
+    Python property lookup each time."""
     return "fbgemm" in torch.backends.quantized.supported_engines
 
 
@@ -60,7 +61,7 @@ class DynamicInt8Linear(Int8Linear):
         x2 = x.reshape(-1, self.in_features)
         if x2.dtype != torch.float32 or not x2.is_contiguous():
             x2 = x2.float().contiguous()
-        # the `.default` overload skips the op packet's Python-side argument checks (~5 us a call)
+        # the `.default` overload skips the op packet's Python-side argument checks on every call
         y = torch.ops.quantized.linear_dynamic.default(x2, self._pack(), True)
         y = y.view(*shape[:-1], self.out_features)
         return y if x.dtype == torch.float32 else y.to(x.dtype)

@@ -75,7 +75,7 @@ class MLA(nn.Module):
         # sends it to the unfused math path (2-3x slower fwd+bwd on CPU). Zero columns change
         # neither q.k (the scale is explicit) nor the first dv output columns.
         d = max(q.shape[-1], self.dv)
-        q, k, v = (F.pad(t, (0, d - t.shape[-1])) if t.shape[-1] < d else t for t in (q, k, v))
+        q, k, v = (F.pad(x, (0, d - x.shape[-1])) if x.shape[-1] < d else x for x in (q, k, v))
         o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                            attn_mask=mask, scale=self.scale)  # (b, h, s, d)
         return o.transpose(1, 2)[..., : self.dv]  # (b, s, h, dv)

@@ -43,7 +43,38 @@ from r1.train.rollout import Rollout, generate_groups, pad_left, pad_right, roll
 from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
 
 MODES = ("r1_zero", "r1")
-REWARDS = ("accuracy", "format", "tag_count", "language", "overlong", "repetition", "code", "code_binary")
+
+
+@dataclass(frozen=True)
+class RewardContext:
+    """What the reward factories need to know about the run."""
+    style: str  # "r1_zero" | "chat"
+    think_in_prompt: bool
+    max_completion_length: int
+    language: str
+
+
+def _code_reward(binary: bool):
+    def make(c: RewardContext):
+        from r1.rewards.code import make_code_reward  # imports the sandbox: only when a code reward is asked for
+
+        return make_code_reward(binary=binary, think_in_prompt=c.think_in_prompt)
+    return make
+
+
+# grpo.reward_funcs name -> factory; the names are the keys (REWARDS)
+REWARD_FACTORIES = {
+    "accuracy": lambda c: R.make_accuracy_reward(c.think_in_prompt),
+    "format": lambda c: R.make_format_reward(c.style, c.think_in_prompt),
+    "tag_count": lambda c: R.make_tag_count_reward(c.style, c.think_in_prompt),
+    "language": lambda c: R.make_language_reward(c.language, c.think_in_prompt),
+    "overlong": lambda c: R.make_soft_overlong_reward(c.max_completion_length, max(1, c.max_completion_length // 4)),
+    "repetition": lambda c: R.make_repetition_penalty(),
+    # code family: fraction of hidden tests passed / 1 only when all pass (r1.rewards.code)
+    "code": _code_reward(binary=False),
+    "code_binary": _code_reward(binary=True),
+}
+REWARDS = tuple(REWARD_FACTORIES)
 
 
 @dataclass
@@ -160,21 +191,8 @@ class GRPOTrainConfig:
 # ------------------------------------------------------------------------------ rewards and prompts
 def build_rewards(names: list[str], mode: str, think_in_prompt: bool, max_completion_length: int,
                   language: str = "en") -> list:
-    from r1.rewards.code import make_code_reward  # imports the sandbox: only when building rewards
-
-    style = "r1_zero" if mode == "r1_zero" else "chat"
-    table = {
-        "accuracy": lambda: R.make_accuracy_reward(think_in_prompt),
-        "format": lambda: R.make_format_reward(style, think_in_prompt),
-        "tag_count": lambda: R.make_tag_count_reward(style, think_in_prompt),
-        "language": lambda: R.make_language_reward(language, think_in_prompt),
-        "overlong": lambda: R.make_soft_overlong_reward(max_completion_length, max(1, max_completion_length // 4)),
-        "repetition": lambda: R.make_repetition_penalty(),
-        # code family: fraction of hidden tests passed / 1 only when all pass (r1.rewards.code)
-        "code": lambda: make_code_reward(binary=False, think_in_prompt=think_in_prompt),
-        "code_binary": lambda: make_code_reward(binary=True, think_in_prompt=think_in_prompt),
-    }
-    return [table[n]() for n in names]
+    ctx = RewardContext("r1_zero" if mode == "r1_zero" else "chat", think_in_prompt, max_completion_length, language)
+    return [REWARD_FACTORIES[n](ctx) for n in names]
 
 
 def render_prompt(record: dict, mode: str, tokenizer) -> str:
