@@ -3,7 +3,7 @@
 For each model: batch-1 decode tokens/s and time to first token; then throughput at several
 concurrency levels (r1's continuous batching vs transformers' batched generate); for the GGUF
 model, llama.cpp too when `llama-cpp-python` is installed (built from source: `CMAKE_ARGS=
-"-DGGML_NATIVE=ON" pip install llama-cpp-python`, ~25 min on 2 cores). The run also
+"-DGGML_NATIVE=ON" pip install llama-cpp-python`, ~18 min here). The run also
 measures this machine's memory copy bandwidth and prints each batch-1 figure as a fraction of
 the bandwidth bound (bandwidth / bytes of weights read per generated token).
 
