@@ -168,34 +168,51 @@ class PagedKVCache:
         self.store: dict[tuple[int, str], torch.Tensor] = {}
         self.scales: dict[tuple[int, str], torch.Tensor] = {}
 
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x (n, ...) -> the tensors stored for it: [x], or with int8 [codes (n, ...), scales (n,)]
+        (symmetric absmax, one fp32 scale per row)."""
+        if self.kv_dtype != "int8":
+            return [x]
+        flat = x.reshape(x.shape[0], -1).float()
+        scale = torch.linalg.vector_norm(flat, float("inf"), dim=-1).clamp(min=1e-8) / 127.0
+        q = (flat / scale[:, None]).round().to(torch.int8).view(x.shape)  # |flat / scale| <= 127: no clamp
+        return [q, scale]
+
+    def decode(self, stored: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        """encode's output (rows (...) leading) -> the values attention sees, in `dtype`."""
+        if self.kv_dtype != "int8":
+            return stored[0].to(dtype)
+        q, scale = stored
+        return (q.float() * scale.view(*scale.shape, *([1] * (q.dim() - scale.dim())))).to(dtype)
+
     def write(self, layer: int, name: str, x: torch.Tensor, slots: torch.Tensor) -> None:
         """x (n, ...) -> storage rows `slots` (n,)."""
+        self.put(layer, name, self.encode(x), slots, x.dtype)
+
+    def put(self, layer: int, name: str, stored: list[torch.Tensor], slots: torch.Tensor,
+            dtype: torch.dtype | None = None) -> None:
+        """Encoded rows (encode's output) -> storage rows `slots` (n,); `dtype` is what reads return."""
         key = (layer, name)
-        if self.kv_dtype == "int8":
-            flat = x.reshape(x.shape[0], -1).float()
-            scale = torch.linalg.vector_norm(flat, float("inf"), dim=-1).clamp_(min=1e-8).div_(127.0)  # absmax / 127
-            q = (flat / scale[:, None]).round_().to(torch.int8).view(x.shape)  # |flat / scale| <= 127: no clamp
-            if key not in self.store:
-                self.store[key] = torch.zeros((self.num_slots, *x.shape[1:]), dtype=torch.int8, device=self.device)
-                self.scales[key] = torch.ones(self.num_slots, dtype=torch.float32, device=self.device)
-                self.dtype = x.dtype
-            self.store[key].index_copy_(0, slots, q)
-            self.scales[key].index_copy_(0, slots, scale)
-            return
         if key not in self.store:
-            self.store[key] = torch.zeros((self.num_slots, *x.shape[1:]), dtype=x.dtype, device=self.device)
-        self.store[key].index_copy_(0, slots, x.to(self.store[key].dtype))
+            first = stored[0]
+            self.store[key] = torch.zeros((self.num_slots, *first.shape[1:]), dtype=first.dtype, device=self.device)
+            if self.kv_dtype == "int8":
+                self.scales[key] = torch.ones(self.num_slots, dtype=torch.float32, device=self.device)
+                self.dtype = dtype or torch.float32
+        self.store[key].index_copy_(0, slots, stored[0].to(self.store[key].dtype))
+        if self.kv_dtype == "int8":
+            self.scales[key].index_copy_(0, slots, stored[1])
 
     def read(self, layer: int, name: str, index: torch.Tensor) -> torch.Tensor:
         """index (b, t) of storage rows -> (b, t, ...)."""
         key = (layer, name)
-        store = self.store[key]
+        flat = index.reshape(-1)
         # index_select on the flat index is several times faster than advanced indexing on CPU
-        x = store.index_select(0, index.reshape(-1)).view(*index.shape, *store.shape[1:])
+        stored = [self.store[key].index_select(0, flat)]
         if self.kv_dtype == "int8":
-            s = self.scales[key].index_select(0, index.reshape(-1)).view(*index.shape, *([1] * (x.dim() - 2)))
-            return (x.float() * s).to(self.dtype)
-        return x
+            stored.append(self.scales[key].index_select(0, flat))
+        x = self.decode(stored, self.dtype if self.kv_dtype == "int8" else stored[0].dtype)
+        return x.view(*index.shape, *x.shape[1:])
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in [*self.store.values(), *self.scales.values()])
@@ -212,6 +229,11 @@ class PagedStep:
         self._where = None if bool(valid.all()) else valid.nonzero(as_tuple=True)
         self._slots = slots.reshape(-1) if self._where is None else slots[valid]
 
+    @property
+    def slots(self) -> torch.Tensor:
+        """(n,) storage rows of the step's real tokens, in row-major order."""
+        return self._slots
+
     def begin(self, positions: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
         return self.key_pos
 
@@ -221,6 +243,32 @@ class PagedStep:
             rows = x.reshape(-1, *x.shape[2:]) if self._where is None else x[self._where]
             self.cache.write(layer, name, rows, self._slots)
             out.append(self.cache.read(layer, name, self.index))
+        return out
+
+    def commit(self) -> None:
+        pass
+
+
+class DeferredStep:
+    """A decode step's cache view for a compiled forward (r1/engine/compiled.py): attention reads
+    each row's cached past, `index` (b, t) at `key_pos` (b, t), followed by the step's own new
+    entries, and the new entries are collected in `new`, encoded as stored (rows b*s), instead of
+    written -- the storage write (an in-place scatter) stays outside the compiled graph, done by
+    the caller afterwards with `PagedKVCache.put`."""
+
+    def __init__(self, cache: PagedKVCache, index: torch.Tensor, key_pos: torch.Tensor):
+        self.cache, self.index, self.key_pos = cache, index, key_pos
+        self.new: dict[tuple[int, str], torch.Tensor] = {}
+
+    def begin(self, positions: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.key_pos, key_pos], dim=1)  # (b, t + s)
+
+    def write(self, layer: int, **new: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for name, x in new.items():  # x (b, s, ...)
+            stored = self.new[(layer, name)] = self.cache.encode(x.reshape(-1, *x.shape[2:]))  # rows (b s)
+            past = self.cache.read(layer, name, self.index)  # (b, t, ...)
+            out.append(torch.cat([past, self.cache.decode(stored, past.dtype).view(x.shape)], dim=1))
         return out
 
     def commit(self) -> None:

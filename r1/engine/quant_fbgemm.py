@@ -55,7 +55,7 @@ class DynamicInt8Linear(Int8Linear):
         self._packed = None  # device or dtype moved: repack on next use
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or not fbgemm_available():
+        if torch.compiler.is_compiling() or x.device.type != "cpu" or not fbgemm_available():
             return super().forward(x)
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)

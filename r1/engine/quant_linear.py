@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from r1.engine.gemv import gemv, one_row
 from r1.formats.safetensors_io import FP8_BLOCK, dequantize_fp8_block, quantize_fp8_block
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)  # what both int4 kernels accept
@@ -247,6 +248,8 @@ class Int8Linear(QuantLinear):
         return {"qweight": self.qweight, "scales": self.scales}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling() and one_row(x):  # a compiled decode step: read the int8 bytes once
+            return gemv(x, self.qweight, self.scales, self.bias)
         if x.device.type not in ("cpu", "cuda") or x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
             return self.forward_reference(x)
         kd = self._kernel_dtype(x)

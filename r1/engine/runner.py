@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import torch
 
+from r1.engine.compiled import CompiledDecode
 from r1.engine.kv_cache import PagedKVCache, build_step
 from r1.engine.sequence import Sequence
 from r1.model.base import CausalLM
 
 
 class ModelRunner:
-    def __init__(self, model: CausalLM, cache: PagedKVCache):
-        self.model, self.cache = model, cache
+    def __init__(self, model: CausalLM, cache: PagedKVCache, compiled: CompiledDecode | None = None):
+        self.model, self.cache, self.compiled = model, cache, compiled
         self.device = model.model.embed_tokens.weight.device
 
     @torch.inference_mode()
@@ -20,6 +21,8 @@ class ModelRunner:
         offsets logits_at (b, m) [, hidden states (b, s, D) before the final norm]."""
         step, ids, pos = build_step(self.cache, seqs, starts, tokens, self.device)
         at = torch.tensor(logits_at, device=self.device)
+        if self.compiled is not None and self.compiled.accepts(tokens, return_hidden):
+            return self.compiled(step, ids, pos, at)
         return self.model(ids, positions=pos, cache=step, logits_at=at, return_hidden=return_hidden)
 
     @torch.inference_mode()
