@@ -66,9 +66,12 @@ def bytes_per_token(model) -> int:
     return int(total)
 
 
-def r1_batch1(llm: LLM, ids: list[int], n: int) -> tuple[float, float]:
+def r1_batch1(llm: LLM, ids: list[int], n: int) -> tuple[float, float, float]:
+    """(warm-up s -- the first request, which compiles when compiling --, TTFT s, decode tok/s)."""
     sp = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
-    llm.generate([ids], SamplingParams(temperature=0, max_tokens=2, ignore_eos=True))  # warm up
+    t = time.perf_counter()
+    llm.generate([ids], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))  # warm up
+    warm = time.perf_counter() - t
     t0 = time.perf_counter()
     first = last = None
     count = 0
@@ -80,11 +83,12 @@ def r1_batch1(llm: LLM, ids: list[int], n: int) -> tuple[float, float]:
         elif k:
             count += k
         last = now
-    return first - t0, (count - 1) / (last - first)
+    return warm, first - t0, (count - 1) / (last - first)
 
 
 def r1_concurrent(llm: LLM, ids: list[int], c: int, n: int) -> float:
     prompts = [ids + [ids[i % len(ids)]] for i in range(c)]  # distinct prompts, no shared prefix tail
+    llm.generate(prompts, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))  # warm up (compiles)
     t = time.perf_counter()
     outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=n, ignore_eos=True))
     return sum(len(o.outputs[0].token_ids) for o in outs) / (time.perf_counter() - t)
@@ -186,15 +190,17 @@ def main() -> int:
     for name in args.models.split(","):
         path = smollm2_gguf() if name == "smollm2" else deepseek_model(tmp / "deepseek")
         res = results["models"][name] = {"path": str(path), "rows": {}, "concurrency": {}}
-        for profile in ("base", "turbo"):
-            llm = LLM(path, profile=profile, kv_cache_gb=1.0, max_num_seqs=max(levels))
+        # base eager, base compiled (same weights and decoding, compiled steps), turbo (compiles)
+        for label, profile, extra in (("r1 base", "base", {}), ("r1 base compiled", "base", {"compile": True}),
+                                      ("r1 turbo", "turbo", {})):
+            llm = LLM(path, profile=profile, kv_cache_gb=1.0, max_num_seqs=max(levels), **extra)
             tok = llm.tokenizer
             ids = tok.encode(tok.apply_chat_template([{"role": "user", "content": PROMPT}]))
             bpt = bytes_per_token(llm.engine.model)
-            ttft, tps = r1_batch1(llm, ids, args.tokens)
+            warm, ttft, tps = r1_batch1(llm, ids, args.tokens)
             bound = bw / bpt
-            row = {"ttft_s": ttft, "tok_s": tps, "weight_bytes_per_token": bpt, "bound_tok_s": bound,
-                   "fraction_of_bound": tps / bound}
+            row = {"warmup_s": warm, "ttft_s": ttft, "tok_s": tps, "weight_bytes_per_token": bpt, "bound_tok_s": bound,
+                   "fraction_of_bound": tps / bound, "compiled": llm.engine.runner.compiled is not None}
             if name == "deepseek":
                 r = count_params(llm.engine.model.config)
                 kv_elem_bytes = 1 if profile == "turbo" else 4
@@ -205,11 +211,11 @@ def main() -> int:
                 row["spec_accept"] = (llm.engine.stats["spec_accepted"] / llm.engine.stats["spec_drafted"]
                                       if llm.engine.stats["spec_drafted"] else None)
                 row["spec_stopped_after"] = llm.engine.stats.get("spec_stopped_after")
-            res["rows"][f"r1 {profile}"] = row
+            res["rows"][label] = row
             for c in levels:
-                res["concurrency"].setdefault(f"r1 {profile}", {})[c] = r1_concurrent(llm, ids, c, args.tokens)
-            print(name, profile, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
-                  res["concurrency"][f"r1 {profile}"], flush=True)
+                res["concurrency"].setdefault(label, {})[c] = r1_concurrent(llm, ids, c, args.tokens)
+            print(name, label, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
+                  res["concurrency"][label], flush=True)
             del llm
         if name == "smollm2" and not args.no_llama_cpp:
             got = llama_cpp_rows(path, ids, args.tokens, levels, torch.get_num_threads())
@@ -245,13 +251,14 @@ def report(results: dict) -> str:
     for name, res in results["models"].items():
         rows = res["rows"]
         hf = rows.get("transformers", {}).get("tok_s")
-        lines += [f"### {name}", "", "| engine | batch-1 tok/s | TTFT s | x transformers | bound tok/s | of bound |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"### {name}", "", "| engine | batch-1 tok/s | TTFT s | x transformers | bound tok/s | of bound "
+                  "| first request s |", "|---|---|---|---|---|---|---|"]
         for k, r in rows.items():
             ratio = f"{r['tok_s'] / hf:.2f}x" if hf else "-"
             bound = f"{r['bound_tok_s']:.0f}" if "bound_tok_s" in r else "-"
             frac = f"{r['fraction_of_bound']:.0%}" if "fraction_of_bound" in r else "-"
-            lines.append(f"| {k} | {r['tok_s']:.1f} | {r['ttft_s']:.3f} | {ratio} | {bound} | {frac} |")
+            warm = f"{r['warmup_s']:.1f}" if "warmup_s" in r else "-"
+            lines.append(f"| {k} | {r['tok_s']:.1f} | {r['ttft_s']:.3f} | {ratio} | {bound} | {frac} | {warm} |")
         levels = list(next(iter(res["concurrency"].values())).keys())
         lines += ["", "| engine | " + " | ".join(f"{c} concurrent tok/s" for c in levels) + " |",
                   "|---|" + "---|" * len(levels)]

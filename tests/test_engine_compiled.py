@@ -8,20 +8,33 @@ the real inductor backend, where the single-row linears become fused reductions.
 import pytest
 import torch
 
-from r1.engine.compiled import CompiledDecode, _decode_forward
+from r1.config import preset
+from r1.engine.compiled import CompiledDecode, compile_blocker
 from r1.engine.engine import EngineConfig, LLMEngine
 from r1.engine.gemv import gemv
 from r1.engine.quant import quantize_model
 from r1.engine.sampling import SamplingParams
+from r1.model import build_model
 
 from test_engine import prompts, run, tiny
 
 
+def tiny_mla():
+    """tiny-deepseek with dense feed-forward layers: MLA under compile (routed MoE stays eager)."""
+    torch.manual_seed(0)
+    m = build_model(preset("tiny-deepseek", vocab_size=256, first_k_dense_replace=2))
+    m.init_weights(std=0.1)
+    return m.eval()
+
+
+MODELS = {"mla": tiny_mla, "qwen3": lambda: tiny("tiny-qwen3"), "llama": lambda: tiny("tiny-llama")}
+
+
 def engine(model, compile: bool, backend: str = "inductor", **cfg):
-    eng = LLMEngine(model, None, EngineConfig(block_size=4, num_blocks=96, compile=compile, **cfg))
-    if compile and backend != "inductor":
-        eng.runner.compiled._fn = torch.compile(_decode_forward, dynamic=True, backend=backend)
-    return eng
+    config = EngineConfig(block_size=4, num_blocks=96, compile=compile, **cfg)
+    if compile and backend != "inductor" and compile_blocker(model) is None:
+        return LLMEngine(model, None, config, compiled=CompiledDecode(model, config.max_num_seqs, backend))
+    return LLMEngine(model, None, config)
 
 
 def outputs(eng, ps, sp):
@@ -36,20 +49,22 @@ def check_same(model, backend, kv="auto", n=4):
         eng = engine(model, True, backend, kv_cache_dtype=kv)
         got = outputs(eng, group, sp)
         assert [c.token_ids for c in got] == [c.token_ids for c in want]
+        # generated code may round x / scale differently at a .5 boundary: an int8 code one apart
+        tol = 1e-3 if kv == "int8" and backend == "inductor" else 1e-4
         for g, w in zip(got, want):
-            assert [x["logprob"] for x in g.logprobs] == pytest.approx([x["logprob"] for x in w.logprobs], abs=1e-4)
+            assert [x["logprob"] for x in g.logprobs] == pytest.approx([x["logprob"] for x in w.logprobs], abs=tol)
         assert eng.runner.compiled is not None
 
 
-@pytest.mark.parametrize("name", ["tiny-deepseek", "tiny-qwen3", "tiny-llama"])
+@pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("kv", ["auto", "int8"])
 def test_deferred_decode_step_matches_eager(name, kv):
-    check_same(tiny(name), "eager", kv)
+    check_same(MODELS[name](), "eager", kv)
 
 
-@pytest.mark.parametrize("name,kv", [("tiny-qwen3", "int8"), ("tiny-deepseek", "auto")])
+@pytest.mark.parametrize("name,kv", [("qwen3", "int8"), ("mla", "auto")])
 def test_inductor_decode_matches_eager(name, kv):
-    check_same(tiny(name), "inductor", kv)
+    check_same(MODELS[name](), "inductor", kv)
 
 
 def test_compiled_step_writes_the_same_cache_as_eager():
@@ -97,9 +112,10 @@ def test_int8_weights_compile_only_the_single_row_step():
     assert [c.token_ids for c in outputs(eng, ps[:1], sp)] == want
 
 
-def test_packed_layouts_stay_eager_with_a_warning():
+def test_packed_layouts_and_moe_stay_eager_and_say_why():
     model = tiny("tiny-qwen3")
     quantize_model(model, "int4", group_size=32)
-    with pytest.warns(UserWarning, match="compile=True ignored"):
-        eng = engine(model, True)
-    assert eng.runner.compiled is None
+    eng = engine(model, True)
+    assert eng.runner.compiled is None and "Int4Linear" in eng.compile_skipped
+    eng = engine(tiny("tiny-deepseek"), True)
+    assert eng.runner.compiled is None and "MoE" in eng.compile_skipped

@@ -24,7 +24,7 @@ def _load(args):
 
     path = resolve_model(args.model)
     try:
-        return LLM(path, dtype=parse_dtype(args.dtype), profile=args.profile)
+        return LLM(path, dtype=parse_dtype(args.dtype), profile=args.profile, **({"compile": True} if args.compile else {}))
     except ValueError as e:
         raise SystemExit(f"r1: {e}")
 
@@ -137,6 +137,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="base", choices=["base", "turbo"],
                    help="turbo: quantized weights, int8 KV cache, MTP speculative decoding where available")
     p.add_argument("--thinking-budget", type=int, help="max reasoning tokens; then </think> is forced")
+    p.add_argument("--compile", action="store_true",
+                   help="compile decode steps (torch.compile): ~2x faster on CPU after tens of seconds of "
+                        "compiling on the first reply (turbo always compiles)")
 
 
 def add_parser(sub) -> None:

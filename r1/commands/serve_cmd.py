@@ -31,7 +31,8 @@ def serve_cmd(args: argparse.Namespace) -> int:
         keys = [os.environ["R1_API_KEY"]]
     try:
         cfg = EngineConfig(max_num_seqs=args.max_num_seqs, max_waiting=args.max_waiting, kv_cache_gb=args.kv_cache_gb,
-                           max_model_len=args.max_model_len, max_num_batched_tokens=args.max_num_batched_tokens)
+                           max_model_len=args.max_model_len, max_num_batched_tokens=args.max_num_batched_tokens,
+                           compile=args.compile)
         guard = build_guard(args.guard or [], check_output=args.guard_output)
     except ValueError as e:
         raise SystemExit(f"r1 serve: {e}")
@@ -65,6 +66,9 @@ def add_parser(sub) -> None:
                    help="waiting-queue bound; requests beyond it get 429 (0 = unbounded)")
     p.add_argument("--max-num-batched-tokens", type=int, default=1024, help="prefill tokens per step")
     p.add_argument("--kv-cache-gb", type=float, default=0.5)
+    p.add_argument("--compile", action="store_true",
+                   help="compile decode steps (torch.compile): faster decode after tens of seconds of compiling "
+                        "on the first requests (turbo always compiles)")
     p.add_argument("--max-model-len", type=int, default=0, help="context length (0 = the model's)")
     p.add_argument("--default-max-tokens", type=int, default=None,
                    help="completion budget when a request sets none (default: the rest of the context)")

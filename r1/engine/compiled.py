@@ -13,21 +13,27 @@ that the caller scatters into the paged store after the graph (a scatter into a 
 the one thing a functional graph would have to copy). Shapes: rows (b) and cached length (t) are
 dynamic, so one graph serves every step; b = 1 gets its own graph (compilers specialize size 1),
 which is the one where linears become `gemv`. Steps that are not plain decode (prefill chunks,
-speculative verification) run eagerly.
+speculative verification) run eagerly, and so do models the graph cannot hold in one piece
+(`compile_blocker`: routed MoE layers, packed int4/fp8/GGUF layouts).
 
 The eager model is the reference; tests hold the compiled step to it (same greedy tokens,
 logits within float tolerance).
 """
 from __future__ import annotations
 
+import types
+import weakref
+
 import torch
 import torch.fx.experimental._config as fx_config
+import torch.nn.functional as F
 from torch import nn
 
 from r1.engine.gemv import GemvLinear
 from r1.engine.kv_cache import DeferredStep, PagedKVCache, PagedStep
 from r1.engine.quant_linear import Int8Linear, QuantLinear
 from r1.model.base import CausalLM
+from r1.model.deepseek import MoE
 from r1.model.layers import PAD_POS
 
 
@@ -36,6 +42,10 @@ def compile_blocker(model: nn.Module) -> str | None:
     for name, m in model.named_modules():
         if isinstance(m, QuantLinear) and not isinstance(m, Int8Linear):
             return f"{name} is {type(m).__name__}: no compiled kernel for its packed layout"
+        if isinstance(m, MoE) and name.startswith("model.layers."):  # (an MTP module's MoE never runs compiled)
+            # routing is a data-dependent loop over experts: every layer would split the graph, and
+            # measured on a tiny DeepSeek-V3 the pieces ran no faster than eager (slower batched)
+            return f"{name} is a routed MoE (data-dependent expert loop)"
     return None
 
 
@@ -56,16 +66,25 @@ def _decode_forward(model: CausalLM, cache: PagedKVCache, ids: torch.Tensor, pos
 
 
 class CompiledDecode:
-    """Runs plain decode steps (one new token per row, at most `max_rows` rows) compiled."""
+    """Runs plain decode steps (one new token per row, at most `max_rows` rows) compiled.
+    Holds no cache of its own, so one instance can serve engine after engine over the same model
+    (GRPO makes a fresh engine per rollout batch; the graphs compile once per run)."""
 
-    def __init__(self, model: CausalLM, cache: PagedKVCache, max_rows: int):
-        self.model, self.cache = model, cache
+    def __init__(self, model: CausalLM, max_rows: int, backend: str = "inductor"):
+        """backend: torch.compile's; "eager" traces the same graph without generating code (tests)."""
+        self.model = model
         # Quantized linears have a fast eager kernel for many rows (fbgemm) that a graph cannot
         # call, so with them only the single-row step -- the one `gemv` serves -- is compiled.
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
         self.max_rows = 1 if quantized else max_rows
         prepare(model)
-        self._fn = torch.compile(_decode_forward, dynamic=True)
+        # Dynamo keeps compiled graphs (and its recompile limit) per code object: a private copy of
+        # the function keeps this model's graphs apart from any other CompiledDecode's.
+        fn = _decode_forward
+        fn = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        self._fn = torch.compile(fn, dynamic=True, backend=backend)
+        # per cache (engine): which graphs (one row: True, several: False) ran with full guards
+        self._checked: weakref.WeakKeyDictionary[PagedKVCache, set[bool]] = weakref.WeakKeyDictionary()
 
     def accepts(self, tokens: list[list[int]], return_hidden: bool) -> bool:
         return not return_hidden and len(tokens) <= self.max_rows and all(len(t) == 1 for t in tokens)
@@ -76,13 +95,29 @@ class CompiledDecode:
         # build_step's view has each row's new token at column pos among t = max(pos) + 1
         # columns; the past is every column before the last with a key position below pos.
         index = step.index[:, :-1]  # (b, t - 1)
-        key_pos = step.key_pos[:, :-1]
-        key_pos = torch.where(key_pos < pos, key_pos, PAD_POS)
-        # Duck shaping would assume rows == cached length whenever they first coincide, and
-        # recompile (tens of seconds) when they part; sizes here are unrelated.
-        with fx_config.patch(use_duck_shape=False):
-            logits, new = self._fn(self.model, self.cache, ids, pos, index, key_pos, logits_at)
+        key_pos = torch.where(step.key_pos[:, :-1] < pos, step.key_pos[:, :-1], PAD_POS)
+        if index.shape[1] < 2:  # keep the cached length off 0 and 1, which compilers specialize
+            w = 2 - index.shape[1]
+            index = F.pad(index, (0, w))
+            key_pos = F.pad(key_pos, (0, w), value=PAD_POS)
+        # Guards (~1 ms a step for a 30-layer model: one check per parameter and cached tensor)
+        # are evaluated on the first step of each graph (one row / several) for each cache; after
+        # that the step differs only in the sizes of b and t, which the graph is general in, so
+        # only the guards that tell the two graphs apart are run. This assumes what holds while an
+        # engine lives: its cache's tensors stay the same and the model's parameters keep their
+        # shapes, dtypes and devices (values may change in place: GRPO's updates).
+        seen = self._checked.setdefault(step.cache, set())
+        one = ids.shape[0] == 1
+        if one in seen:
+            with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+                logits, new = self._fn(self.model, step.cache, ids, pos, index, key_pos, logits_at)
+        else:
+            # Duck shaping would assume rows == cached length whenever they first coincide, and
+            # recompile (tens of seconds) when they part; sizes here are unrelated.
+            with fx_config.patch(use_duck_shape=False):
+                logits, new = self._fn(self.model, step.cache, ids, pos, index, key_pos, logits_at)
+            seen.add(one)
         slots = step.slots
         for (layer, name), stored in new.items():  # encoded in the graph, rows in slot order
-            self.cache.put(layer, name, stored, slots)
+            step.cache.put(layer, name, stored, slots)
         return logits

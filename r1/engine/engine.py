@@ -6,8 +6,8 @@ step() = schedule -> run -> sample -> bookkeeping; each part lives in its own mo
 from __future__ import annotations
 
 import itertools
+import logging
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ from r1.engine.sequence import Sequence
 from r1.model.base import CausalLM
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,7 +99,10 @@ class QueueFull(RuntimeError):
 
 
 class LLMEngine:
-    def __init__(self, model: CausalLM, tokenizer, config: EngineConfig | None = None):
+    def __init__(self, model: CausalLM, tokenizer, config: EngineConfig | None = None,
+                 compiled: CompiledDecode | None = None):
+        """compiled: an existing CompiledDecode of this model to reuse (its graphs are already
+        compiled); otherwise config.compile makes one."""
         self.model, self.tokenizer = model.eval(), tokenizer
         self.config = config = config or EngineConfig()
         mcfg = model.config
@@ -108,13 +112,13 @@ class LLMEngine:
         self.blocks = BlockManager(num_blocks, config.block_size, config.prefix_caching)
         self.cache = PagedKVCache(num_blocks, config.block_size, device, config.kv_cache_dtype)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
-        compiled = None
-        if config.compile:
-            blocker = compile_blocker(model)
-            if blocker is None:
-                compiled = CompiledDecode(model, self.cache, config.max_num_seqs)
-            else:
-                warnings.warn(f"compile=True ignored, decoding eagerly: {blocker}", stacklevel=2)
+        if compiled is not None and compiled.model is not model:
+            raise ValueError("compiled= was made for another model")
+        self.compile_skipped = compile_blocker(model) if config.compile and compiled is None else None
+        if config.compile and self.compile_skipped is None and compiled is None:
+            compiled = CompiledDecode(model, config.max_num_seqs)
+        elif self.compile_skipped:
+            log.info("compile=True ignored, decoding eagerly: %s", self.compile_skipped)
         self.runner = ModelRunner(model, self.cache, compiled)
         self.requests: dict[str, _Request] = {}
         self._seq_ids = itertools.count()

@@ -1,6 +1,6 @@
 """Named inference profiles: `base` (weights as stored, plain decoding) and `turbo` (the R1-0528
 "Turbo" combination: 4-bit weights, a compressed KV cache, MTP speculative decoding where the
-model has MTP modules). A profile is data; `load_for_profile` applies it. On CPU, turbo's weights
+model has MTP modules; plus compiled decode steps). A profile is data; `load_for_profile` applies it. On CPU, turbo's weights
 are int8 through fbgemm instead of int4 (see quant_fbgemm.py for why)."""
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ class Profile:
     group_size: int
     kv_cache_dtype: str  # "auto" | "int8"
     speculative: bool  # MTP drafting when the model has MTP modules
+    compile: bool  # decode steps through torch.compile (r1/engine/compiled.py)
 
 
 PROFILES: dict[str, Profile] = {
-    "base": Profile(weights=None, group_size=0, kv_cache_dtype="auto", speculative=False),
-    "turbo": Profile(weights="int4", group_size=32, kv_cache_dtype="int8", speculative=True),
+    "base": Profile(weights=None, group_size=0, kv_cache_dtype="auto", speculative=False, compile=False),
+    "turbo": Profile(weights="int4", group_size=32, kv_cache_dtype="int8", speculative=True, compile=True),
 }
 
 
@@ -67,4 +68,6 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
     fuse_projections(model)
     overrides = {"kv_cache_dtype": p.kv_cache_dtype,
                  "speculative": p.speculative and bool(getattr(model, "mtp", None))}
+    if p.compile:  # only ever switched on: `base` leaves an explicit compile=True alone
+        overrides["compile"] = True
     return model, overrides
