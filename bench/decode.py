@@ -69,8 +69,12 @@ def bytes_per_token(model) -> int:
 def r1_batch1(llm: LLM, ids: list[int], n: int) -> tuple[float, float, float]:
     """(warm-up s -- the first request, which compiles when compiling --, TTFT s, decode tok/s)."""
     sp = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
+    # Warm up. A speculating engine decides after spec_probe_drafts drafts whether drafting pays;
+    # if it stops, plain (compiled) steps begin then, so the warm-up runs past that point too.
+    eng = llm.engine
+    warm_tokens = 2 * eng.config.spec_probe_drafts if eng.speculative else 4
     t = time.perf_counter()
-    llm.generate([ids], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))  # warm up
+    llm.generate([ids], SamplingParams(temperature=0, max_tokens=warm_tokens, ignore_eos=True))
     warm = time.perf_counter() - t
     t0 = time.perf_counter()
     first = last = None

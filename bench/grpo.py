@@ -196,7 +196,7 @@ def bench_arch(a: argparse.Namespace, arch: str, policy: str | None, tmp: Path) 
         optim=OptimConfig(lr=1e-6, warmup_steps=0, schedule="constant", weight_decay=0.0, beta2=0.999, grad_clip=1.0),
         grpo=GRPOConfig(num_generations=a.G, per_device_train_batch_size=a.prompts * a.G,
                         max_completion_length=a.max_completion, loss_type="dapo", beta=0.0, num_iterations=1,
-                        scale_rewards="group", temperature=1.0, compile_rollouts=a.compile_rollouts),
+                        scale_rewards="group", temperature=1.0),
         data=GRPODataConfig(mode="r1_zero"))
     ours = GRPOTrainer(cfg, tokenizer=tok, records=records, reward_funcs=rewards)
     trl_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
@@ -242,9 +242,6 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both trainers (1: a tiny model's ops are too small to split, and on a "
                          "shared machine the thread pool's barrier waits slow every op down)")
-    ap.add_argument("--no-compile-rollouts", dest="compile_rollouts", action="store_false",
-                    help="decode r1's rollouts eagerly (default: compiled, r1/engine/compiled.py; dense policies "
-                         "only, and the compile falls in the first round's warm-up step)")
     ap.add_argument("--output", default=str(ROOT / "results" / "grpo.json"))
     a = ap.parse_args()
     archs = [x.strip() for x in a.arch.split(",") if x.strip()]
@@ -268,8 +265,7 @@ def main() -> int:
                      "rewards": ["accuracy_reward", "format_reward"],
                      "num_generations": a.G, "prompts_per_step": a.prompts, "max_completion_length": a.max_completion,
                      "loss_type": "dapo", "beta": 0.0, "num_iterations": 1, "scale_rewards": "group",
-                     "temperature": 1.0, "lr": 1e-6, "rounds": a.rounds, "steps_per_round": a.steps,
-                     "r1_compile_rollouts": a.compile_rollouts},
+                     "temperature": 1.0, "lr": 1e-6, "rounds": a.rounds, "steps_per_round": a.steps},
         "runs": runs,
     }
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)

@@ -168,30 +168,6 @@ def test_shared_prompt_forward_equals_row_by_row(arch):
         assert (x - y).abs().max() <= 1e-5 * max(1.0, y.abs().max()), ((x - y).abs().max(), y.abs().max())
 
 
-@pytest.mark.parametrize("backend", ["eager", "inductor"])
-def test_compiled_rollouts_equal_eager_and_follow_weight_updates(tok, backend):
-    """One CompiledDecode serves every rollout engine of a run (graphs compile once); it decodes
-    what the eager engine does, before and after an in-place update of the policy's weights."""
-    from r1.engine.compiled import CompiledDecode
-
-    m = policy(tok)
-    prompts = [tok.encode(f"{w} prompt for the compiled rollouts.") for w in ("One", "Two")]
-    compiled = CompiledDecode(m, 8, backend=backend)
-    for n in (10, 30):  # the second engine's cache is sized differently
-        want = generate_groups(m, tok, prompts, SHORT[:2], 4, n, seeds=[1, 2])
-        got = generate_groups(m, tok, prompts, SHORT[:2], 4, n, seeds=[1, 2], compiled=compiled)
-        assert got.completion_ids == want.completion_ids
-        with torch.no_grad():
-            for w in m.parameters():
-                w.add_(torch.randn_like(w) * 0.05)
-
-
-def test_compile_rollouts_config_builds_one_compiled_decode(tok, tmp_path):
-    tr = GRPOTrainer(config(tmp_path, compile_rollouts=True), model=policy(tok), tokenizer=tok, records=SHORT,
-                     reward_funcs=[even_share])
-    assert tr.compiled is not None and tr.compiled.model is tr.policy and tr.compiled.max_rows == 8
-
-
 def test_grpo_learns_a_simple_reward(tok, tmp_path):
     # micro-batches of 12 split groups of 8: a group's prompt is then in two micro-batches
     cfg = config(tmp_path, num_generations=8, per_device_train_batch_size=12, gradient_accumulation_steps=2,

@@ -2,19 +2,20 @@
 
 Why: at batch 1 a decode step is a matrix-vector product per weight matrix plus a few hundred
 small ops. Eagerly, on the 2-core CPU this project is measured on, both go badly: `F.linear`
-with one row streams fp32 weights at ~16 GB/s of the ~40 GB/s the memory delivers (MKL's GEMV
+with one row streams fp32 weights at ~16 GB/s of the ~37-43 GB/s the memory copies at (MKL's GEMV
 runs on one thread), and every small op pays its dispatch. Inductor fuses the small ops and,
-given the matvec written as a multiply-and-sum (`gemv` below), emits a vectorized, multi-threaded
+given the matvec written as a multiply-and-sum (`gemv.py`), emits a vectorized, multi-threaded
 reduction that streams the weights at 30-42 GB/s (fp32, bf16) and reads int8 weights directly.
+With several rows the linears are matrix products that run as well eagerly, so the engine
+compiles the single-row step only: the latency case of one user, where it matters.
 
 What is compiled is the model's own forward, unchanged, over a `DeferredStep` cache view: each
 row attends to its cached past plus its own new K/V, and the new entries come back as outputs
 that the caller scatters into the paged store after the graph (a scatter into a large buffer is
-the one thing a functional graph would have to copy). Shapes: rows (b) and cached length (t) are
-dynamic, so one graph serves every step; b = 1 gets its own graph (compilers specialize size 1),
-which is the one where linears become `gemv`. Steps that are not plain decode (prefill chunks,
+the one thing a functional graph would have to copy). The cached length is dynamic, so one
+graph serves every step. Steps that are not plain single-row decode (prefill chunks, batches,
 speculative verification) run eagerly, and so do models the graph cannot hold in one piece
-(`compile_blocker`: routed MoE layers, packed int4/fp8/GGUF layouts).
+(`compile_blocker`: packed int4/fp8/GGUF layouts, MoE layers with many experts).
 
 The eager model is the reference; tests hold the compiled step to it (same greedy tokens,
 logits within float tolerance).
@@ -37,15 +38,18 @@ from r1.model.deepseek import MoE
 from r1.model.layers import PAD_POS
 
 
+MAX_COMPILED_EXPERTS = 16
+
+
 def compile_blocker(model: nn.Module) -> str | None:
     """None if the compiled decode can run this model, else why not (the engine then stays eager)."""
     for name, m in model.named_modules():
         if isinstance(m, QuantLinear) and not isinstance(m, Int8Linear):
             return f"{name} is {type(m).__name__}: no compiled kernel for its packed layout"
-        if isinstance(m, MoE) and name.startswith("model.layers."):  # (an MTP module's MoE never runs compiled)
-            # routing is a data-dependent loop over experts: every layer would split the graph, and
-            # measured on a tiny DeepSeek-V3 the pieces ran no faster than eager (slower batched)
-            return f"{name} is a routed MoE (data-dependent expert loop)"
+        if isinstance(m, MoE) and name.startswith("model.layers.") and m.n_experts > MAX_COMPILED_EXPERTS:
+            # compiled, a MoE runs every expert on every token (MoE.forward_all_experts: the routed
+            # loop's shapes depend on the data); with many experts that reads far more weights
+            return f"{name} has {m.n_experts} routed experts (compiled MoE runs them all; at most {MAX_COMPILED_EXPERTS})"
     return None
 
 
@@ -68,13 +72,16 @@ def _decode_forward(model: CausalLM, cache: PagedKVCache, ids: torch.Tensor, pos
 class CompiledDecode:
     """Runs plain decode steps (one new token per row, at most `max_rows` rows) compiled.
     Holds no cache of its own, so one instance can serve engine after engine over the same model
-    (GRPO makes a fresh engine per rollout batch; the graphs compile once per run)."""
+    (`LLMEngine(..., compiled=)`): the graphs compile once."""
 
-    def __init__(self, model: CausalLM, max_rows: int, backend: str = "inductor"):
-        """backend: torch.compile's; "eager" traces the same graph without generating code (tests)."""
+    def __init__(self, model: CausalLM, max_rows: int = 1, backend: str = "inductor"):
+        """max_rows: the most rows a compiled step takes. The engine compiles only the single-row
+        step: with several rows the linears are matrix products that run as fast eagerly, and
+        measured on a 32-row GRPO rollout of a tiny Qwen2 the dynamic-shape graph was slower than
+        eager (0.71-0.82 s vs 0.51-0.58 s), while a float SmolLM2 gained 4% at 16 rows. Quantized
+        linears keep rows > 1 eager in any case (fbgemm's kernel is not callable from a graph).
+        backend: torch.compile's; "eager" traces the same graph without generating code (tests)."""
         self.model = model
-        # Quantized linears have a fast eager kernel for many rows (fbgemm) that a graph cannot
-        # call, so with them only the single-row step -- the one `gemv` serves -- is compiled.
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
         self.max_rows = 1 if quantized else max_rows
         prepare(model)

@@ -116,7 +116,7 @@ class LLMEngine:
             raise ValueError("compiled= was made for another model")
         self.compile_skipped = compile_blocker(model) if config.compile and compiled is None else None
         if config.compile and self.compile_skipped is None and compiled is None:
-            compiled = CompiledDecode(model, config.max_num_seqs)
+            compiled = CompiledDecode(model)  # the single-row step (see CompiledDecode for why)
         elif self.compile_skipped:
             log.info("compile=True ignored, decoding eagerly: %s", self.compile_skipped)
         self.runner = ModelRunner(model, self.cache, compiled)

@@ -146,6 +146,8 @@ class MoE(nn.Module):
         self.register_buffer("last_expert_load", torch.zeros(self.n_experts, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return self.forward_all_experts(x)
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # (n, D)
         w, idx, _ = self.gate(x)
@@ -163,6 +165,23 @@ class MoE(nn.Module):
                 out.index_add_(0, sel, self.experts[e](x[sel]) * w_sorted[start : start + c, None])
                 start += c
         self.last_expert_load = counts.detach()
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        return out.view(shape)
+
+
+    def forward_all_experts(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function with static shapes, for compiled graphs (r1/engine/compiled.py): every
+        expert runs on every token and is weighted by its gate weight, 0 where it was not routed
+        (0 * a finite output adds exactly nothing). It costs n_experts / top_k times the routed
+        FLOPs, so the engine compiles only models with few small experts."""
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])  # (n, D)
+        w, idx, _ = self.gate(x)
+        combine = torch.zeros(x.shape[0], self.n_experts, dtype=w.dtype, device=x.device).scatter_add(1, idx, w)  # (n, e)
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            out = out + expert(x) * combine[:, e, None]
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
         return out.view(shape)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ import yaml
 import r1
 from r1 import rewards as R
 from r1.chat.reasoning import prompt_opens_reasoning
-from r1.engine.compiled import CompiledDecode, compile_blocker
 from r1.tasks.datasets import rl_records
 from r1.train.checkpoint import MODEL_DIR, CheckpointManager
 from r1.train.config import (CONFIG_FILE, DistConfig, ModelSpec, OptimConfig, RunConfig, TrainConfigError, save_config,
@@ -100,9 +98,6 @@ class GRPOConfig:
     top_k: int = 0
     dynamic_sampling: bool = False  # DAPO §3.2: drop groups with all-equal rewards, refill
     max_sampling_rounds: int = 4  # draws per step at most when refilling
-    # Not in TRL: decode the rollouts through torch.compile (r1/engine/compiled.py), compiled once
-    # per run (tens of seconds); dense models only (a routed MoE stays eager).
-    compile_rollouts: bool = False
     reward_funcs: list[str] = field(default_factory=lambda: ["accuracy", "format"])
     reward_weights: list[float] | None = None  # None = 1.0 each
 
@@ -232,13 +227,6 @@ class GRPOTrainer:
             tokenizer = tokenizer if tokenizer is not None else r1.load_tokenizer(cfg.model.init_from)
         self.policy = model.to(self.dist.device)
         self.tokenizer = tokenizer
-        self.compiled = None  # the rollouts' compiled decode, made once per run (GRPOConfig.compile_rollouts)
-        if g.compile_rollouts:
-            blocker = compile_blocker(self.policy)
-            if blocker:
-                warnings.warn(f"grpo.compile_rollouts ignored, rollouts decode eagerly: {blocker}", stacklevel=2)
-            else:
-                self.compiled = CompiledDecode(self.policy, g.generation_batch_size)
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_ids or [0])[0]
         # The reference is the policy as training starts: loaded from init_from (so a resumed run
@@ -323,8 +311,7 @@ class GRPOTrainer:
                 ro = generate_groups(self.policy, self.tokenizer, [self.prompt_ids[i] for i in idx],
                                      [self.records[i] for i in idx], g.num_generations, g.max_completion_length,
                                      g.temperature, g.top_p, g.top_k,
-                                     seeds=[rollout_seed(self.cfg.run.seed, step, draw, i) for i in idx],
-                                     compiled=self.compiled)
+                                     seeds=[rollout_seed(self.cfg.run.seed, step, draw, i) for i in idx])
                 gen_tokens, gen_s = gen_tokens + ro.gen_tokens, gen_s + ro.gen_seconds
                 cached += ro.cached_prompt_tokens
                 t0 = time.perf_counter()

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from r1.engine.compiled import CompiledDecode
 from r1.engine.engine import EngineConfig, LLMEngine
 from r1.engine.sampling import SamplingParams
 from r1.model.base import CausalLM
@@ -71,14 +70,12 @@ class Rollout:
 def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], records: list[dict[str, Any]],
                     num_generations: int, max_completion_length: int, temperature: float = 1.0,
                     top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None,
-                    max_num_batched_tokens: int = 4096, block_size: int = 16,
-                    compiled: CompiledDecode | None = None) -> Rollout:
+                    max_num_batched_tokens: int = 4096, block_size: int = 16) -> Rollout:
     """Sample `num_generations` completions of each prompt with the engine (prefix-cached).
 
     seeds[g]: completion j of prompt g uses generator seed seeds[g] + j (the engine's rule for
     n > 1), so a rollout is reproducible whatever else is in the batch -- a resumed run
-    regenerates exactly what the killed one would have. compiled: the run's CompiledDecode of
-    `model`, to decode through graphs compiled once per run rather than eagerly."""
+    regenerates exactly what the killed one would have."""
     G = num_generations
     if seeds is not None and len(seeds) != len(prompt_ids):
         raise ValueError(f"{len(seeds)} seeds for {len(prompt_ids)} prompts")
@@ -93,7 +90,7 @@ def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], rec
     # streams, which a trainer never reads; EOS ids become stop ids and the texts are decoded
     # once at the end.
     eos = list(getattr(tokenizer, "eos_token_ids", None) or [])
-    engine = LLMEngine(model, None, cfg, compiled=compiled)  # puts the model in eval mode
+    engine = LLMEngine(model, None, cfg)  # puts the model in eval mode
     seqs = []
     for g, ids in enumerate(prompt_ids):
         sp = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_completion_length,
