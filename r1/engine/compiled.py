@@ -30,8 +30,8 @@ import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 from torch import nn
 
-from r1.engine.gemv import GemvLinear
 from r1.engine.kv_cache import DeferredStep, PagedKVCache, PagedStep
+from r1.engine.linear import use_engine_linears
 from r1.engine.quant_linear import Int8Linear, QuantLinear
 from r1.model.base import CausalLM
 from r1.model.deepseek import MoE
@@ -51,15 +51,6 @@ def compile_blocker(model: nn.Module) -> str | None:
             # loop's shapes depend on the data); with many experts that reads far more weights
             return f"{name} has {m.n_experts} routed experts (compiled MoE runs them all; at most {MAX_COMPILED_EXPERTS})"
     return None
-
-
-def prepare(model: nn.Module) -> None:
-    """Let single-row float linears take the `gemv` form when compiled. The class is swapped in
-    place (GemvLinear adds no state), so tied weights -- an output head sharing the embedding's
-    Parameter -- stay tied."""
-    for m in model.modules():
-        if type(m) is nn.Linear:
-            m.__class__ = GemvLinear
 
 
 def _decode_forward(model: CausalLM, cache: PagedKVCache, ids: torch.Tensor, pos: torch.Tensor,
@@ -84,7 +75,7 @@ class CompiledDecode:
         self.model = model
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
         self.max_rows = 1 if quantized else max_rows
-        prepare(model)
+        use_engine_linears(model)  # single-row linears take the gemv form when compiled
         # Dynamo keeps compiled graphs (and its recompile limit) per code object: a private copy of
         # the function keeps this model's graphs apart from any other CompiledDecode's.
         fn = _decode_forward

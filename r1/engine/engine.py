@@ -16,6 +16,7 @@ import torch
 
 from r1.engine.compiled import CompiledDecode, compile_blocker
 from r1.engine.kv_cache import BlockManager, PagedKVCache
+from r1.engine.linear import use_engine_linears
 from r1.engine.runner import ModelRunner
 from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_logprobs
 from r1.engine.speculative import draw, target_probs, verify
@@ -112,6 +113,7 @@ class LLMEngine:
         self.blocks = BlockManager(num_blocks, config.block_size, config.prefix_caching)
         self.cache = PagedKVCache(num_blocks, config.block_size, device, config.kv_cache_dtype)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
+        use_engine_linears(model)  # oneDNN-packed fp32 weights for inference (r1/engine/linear.py)
         if compiled is not None and compiled.model is not model:
             raise ValueError("compiled= was made for another model")
         self.compile_skipped = compile_blocker(model) if config.compile and compiled is None else None

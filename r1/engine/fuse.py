@@ -25,7 +25,7 @@ def _concat(mods: list[nn.Module]) -> nn.Module | None:
         biases = [b if b is not None else torch.zeros(m.out_features) for b, m in zip(biases, mods)]
     bias = None if all(b is None for b in biases) else torch.cat([b.detach() for b in biases])
     first = mods[0]
-    if type(first) is nn.Linear:
+    if isinstance(first, nn.Linear):  # nn.Linear or the engine's EngineLinear
         w = torch.cat([m.weight.detach() for m in mods])
         out = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, device=w.device, dtype=w.dtype)
         with torch.no_grad():

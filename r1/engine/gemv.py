@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 
 def gemv(x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor | None = None,
@@ -21,13 +19,3 @@ def gemv(x: torch.Tensor, w: torch.Tensor, scales: torch.Tensor | None = None,
 
 def one_row(x: torch.Tensor) -> bool:
     return x.numel() == x.shape[-1]
-
-
-class GemvLinear(nn.Linear):
-    """nn.Linear whose single-row calls inside a compiled graph become `gemv`; identical to
-    nn.Linear otherwise (eagerly it is nn.Linear)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() and one_row(x):
-            return gemv(x, self.weight, bias=self.bias)
-        return F.linear(x, self.weight, self.bias)
