@@ -14,6 +14,7 @@ def make(bias: bool) -> EngineLinear:
     lin = nn.Linear(96, 40, bias=bias)
     use_engine_linears(lin)
     assert type(lin) is EngineLinear
+    lin.min_packed_elements = 0  # these test weights are below the size where packing pays
     return lin
 
 
@@ -46,6 +47,14 @@ def test_training_takes_the_plain_path_with_gradients():
     x = torch.randn(5, 96)
     lin(x).sum().backward()
     assert lin.weight.grad is not None and "_packed_weight" not in lin.__dict__
+
+
+def test_small_weights_stay_on_f_linear():
+    lin = nn.Linear(96, 40)
+    use_engine_linears(lin)
+    with torch.inference_mode():
+        lin(torch.randn(2, 96))
+    assert "_packed_weight" not in lin.__dict__
 
 
 def test_swap_keeps_tied_weights_and_state_dict():
