@@ -2,8 +2,8 @@
 
 Why: at batch 1 a decode step is a matrix-vector product per weight matrix plus a few hundred
 small ops. Eagerly, on the 2-core CPU this project is measured on, both go badly: `F.linear`
-with one row streams fp32 weights at ~16 GB/s of the ~37-43 GB/s the memory copies at (MKL's GEMV
-runs on one thread), and every small op pays its dispatch. Inductor fuses the small ops and,
+with one row streams fp32 weights at ~16 GB/s of the ~37-43 GB/s the memory copies at (no
+faster with 2 threads than with 1), and every small op pays its dispatch. Inductor fuses the small ops and,
 given the matvec written as a multiply-and-sum (`gemv.py`), emits a vectorized, multi-threaded
 reduction that streams the weights at 30-42 GB/s (fp32, bf16) and reads int8 weights directly.
 With several rows the linears are matrix products that run as well eagerly, so the engine
@@ -92,8 +92,8 @@ class CompiledDecode:
         """The decode step build_step described (ids, pos (b, 1)) -> logits (b, 1, V)."""
         # build_step's view has each row's new token at column pos among t = max(pos) + 1
         # columns; the past is every column before the last with a key position below pos.
-        index = step.index[:, :-1]  # (b, t - 1)
-        key_pos = torch.where(step.key_pos[:, :-1] < pos, step.key_pos[:, :-1], PAD_POS)
+        index, key_pos = step.index[:, :-1], step.key_pos[:, :-1]  # (b, t - 1)
+        key_pos = torch.where(key_pos < pos, key_pos, PAD_POS)
         if index.shape[1] < 2:  # keep the cached length off 0 and 1, which compilers specialize
             w = 2 - index.shape[1]
             index = F.pad(index, (0, w))

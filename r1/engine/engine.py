@@ -46,9 +46,9 @@ class EngineConfig:
     # them were accepted. Outputs keep their distribution either way (greedy: identical).
     spec_min_acceptance: float = 0.3
     spec_probe_drafts: int = 64  # 0 = never stop drafting
-    # Decode steps through torch.compile (r1/engine/compiled.py): 2-3x faster batch-1 decode on
-    # CPU once compiled, at the price of compiling on the first decode steps (tens of seconds
-    # for a 30-layer model). Models with packed int4/fp8/GGUF layers stay eager.
+    # Single-row decode steps through torch.compile (r1/engine/compiled.py): 2.2-2.7x faster
+    # batch-1 decode on SmolLM2 (CPU, measured), at the price of compiling on the first decode
+    # steps (17-54 s there). compile_blocker lists the models that stay eager.
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -116,11 +116,13 @@ class LLMEngine:
         use_engine_linears(model)  # oneDNN-packed fp32 weights for inference (r1/engine/linear.py)
         if compiled is not None and compiled.model is not model:
             raise ValueError("compiled= was made for another model")
-        self.compile_skipped = compile_blocker(model) if config.compile and compiled is None else None
-        if config.compile and self.compile_skipped is None and compiled is None:
-            compiled = CompiledDecode(model)  # the single-row step (see CompiledDecode for why)
-        elif self.compile_skipped:
-            log.info("compile=True ignored, decoding eagerly: %s", self.compile_skipped)
+        self.compile_skipped = None  # why compile=True was not honoured
+        if compiled is None and config.compile:
+            self.compile_skipped = compile_blocker(model)
+            if self.compile_skipped:
+                log.info("compile=True ignored, decoding eagerly: %s", self.compile_skipped)
+            else:
+                compiled = CompiledDecode(model)  # the single-row step (see CompiledDecode for why)
         self.runner = ModelRunner(model, self.cache, compiled)
         self.requests: dict[str, _Request] = {}
         self._seq_ids = itertools.count()

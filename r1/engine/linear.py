@@ -4,8 +4,8 @@
 - Eagerly, in inference mode on CPU with fp32 weights of at least `min_packed_elements`, it multiplies
   against a oneDNN pre-packed copy
   of the weight (`torch.ops.mkldnn._reorder_linear_weight` / `_linear_pointwise`, what inductor's
-  freezing pass uses). Plain `F.linear` (MKL) repacks the weight on every call, which dominates
-  when few rows multiply it. Measured on the 2-core dev VM for a 1536x576 weight: 101 vs 230 us at
+  freezing pass uses). Plain `F.linear` (MKL, which packs its operand inside each call) is slow
+  here when few rows multiply a weight. Measured on the 2-core dev VM for a 1536x576 weight: 101 vs 230 us at
   1 row, 124 vs 317 at 4, 194 vs 342 at 16, 347 vs 722 at 64. The packed copy is made on first use
   and remade when the weight changes (its version counter moves on every in-place update, e.g.
   GRPO's optimizer step, or it is replaced); it costs one more copy of each fp32 weight in memory.
