@@ -286,3 +286,15 @@ def test_int8_kv_cache_logits_stay_close_to_the_float_cache(model):
         assert agree >= 2  # the prefill already reads its keys and values back from the int8 cache
         for la, lb in zip(a.outputs[0].logprobs[:agree], b.outputs[0].logprobs[:agree]):
             assert abs(la["logprob"] - lb["logprob"]) < 0.05
+
+
+def test_inverse_cdf_sampling_follows_the_distribution():
+    from r1.engine.sampling import inverse_cdf, uniforms
+
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3]]).expand(20000, 4)
+    got = torch.bincount(inverse_cdf(probs, torch.rand(20000, generator=torch.Generator().manual_seed(1))),
+                         minlength=4) / 20000
+    assert got[1] == 0 and torch.allclose(got, probs[0], atol=0.015)  # a zero-probability token never
+    assert inverse_cdf(probs[:3] * 5, torch.tensor([0.0, 0.999999, 0.1])).tolist() == [0, 3, 2]  # unnormalized
+    a, b = (uniforms([torch.Generator().manual_seed(s) for s in (7, 8)], "cpu") for _ in range(2))
+    assert torch.equal(a, b) and a[0] != a[1]  # each row's draw from its own generator

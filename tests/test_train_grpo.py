@@ -10,6 +10,7 @@ from r1.config import preset
 from r1.model import build_model
 from r1.train.config import OptimConfig, RunConfig
 from r1.train.grpo import GRPOConfig, GRPODataConfig, GRPOTrainConfig, GRPOTrainer, render_prompt
+from r1.train.grpo_loss import token_logps
 from r1.train.rollout import Rollout, generate_groups, score
 from r1.train.tokenizer_train import train_bpe
 
@@ -303,3 +304,71 @@ def test_two_ranks_split_groups_and_match_one_rank(tok, tmp_path):
     assert m1["grad_norm"] > 0 and m1["completions/mean_length"] < 6
     for n in s1:
         assert torch.allclose(s1[n], s2[n], rtol=1e-4, atol=1e-7), n
+
+
+def test_sampled_logps_are_the_policy_logps_at_the_temperature(tok):
+    """Asynchronous rollouts train on the engine's record of pi_old: it must equal what the
+    trainer's own forward computes for the same weights (temperature applied, EOS included)."""
+    from r1.train.grpo_forward import GroupedLM
+    from r1.train.rollout import pad_left, pad_right
+
+    m = policy(tok)
+    prompts = [tok.encode("First prompt of two."), tok.encode("And a second, longer prompt here.")]
+    ro = generate_groups(m, tok, prompts, SHORT[:2], 3, 10, temperature=0.7, seeds=[1, 2], logprobs=True)
+    assert [len(x) for x in ro.logps] == [len(c) for c in ro.completion_ids]
+    p_ids, p_mask = pad_left(prompts, 0)
+    c_ids, c_mask = pad_right(ro.completion_ids, 0)
+    with torch.no_grad():
+        want = token_logps(GroupedLM(m)(p_ids, p_mask, c_ids, c_mask, torch.tensor([0, 0, 0, 1, 1, 1])), c_ids, 0.7)
+    for r, lps in enumerate(ro.logps):
+        assert torch.allclose(torch.tensor(lps), want[r, :len(lps)], atol=1e-4), r
+    assert generate_groups(m, tok, prompts, SHORT[:2], 3, 10, temperature=0.7, seeds=[1, 2]).logps is None
+
+
+def test_async_rollouts_train_and_resume_exactly(tok, tmp_path):
+    """The worker samples step k+1 while step k trains; a run stopped after 2 steps and resumed
+    ends with the weights of an uninterrupted 3-step run (the rollout sampled ahead is saved)."""
+    def trainer(path, steps, resume=False, seed=0):
+        cfg = config(path, async_rollouts=True)
+        cfg.run.max_steps, cfg.run.resume = steps, resume
+        return GRPOTrainer(cfg, model=policy(tok, seed), tokenizer=tok, records=SHORT, reward_funcs=[even_share])
+    full = trainer(tmp_path / "a", 3)
+    history = full.train()
+    assert full.worker is None  # train() stops its worker
+    assert [h["step"] for h in history] == [1, 2, 3]
+    for h in history:
+        assert h["time/rollout_wait_s"] >= 0 and h["loss"] == h["loss"] and h["clip_ratio/region_mean"] >= 0
+    trainer(tmp_path / "b", 2).train()
+    resumed = trainer(tmp_path / "b", 3, resume=True, seed=123)
+    assert resumed.step == 2 and resumed._ready is not None  # the rollout sampled ahead came back
+    resumed.train()
+    for (n, a), b in zip(full.policy.state_dict().items(), resumed.policy.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), n
+
+
+def test_async_rollouts_lag_one_update_and_report_worker_errors(tok, tmp_path):
+    from r1.train.rollout_worker import RolloutWorker, RolloutWorkerError
+
+    tr = GRPOTrainer(config(tmp_path, async_rollouts=True), model=policy(tok), tokenizer=tok, records=SHORT,
+                     reward_funcs=[even_share])
+    try:
+        tr.train_step()
+        # step 2 trains on samples of the weights before update 1: their logps are pi_old, which
+        # the updated policy no longer matches exactly
+        ro, _, _ = tr._rollout(2)
+        mb = tr._micro_batches(ro, torch.ones(len(ro.completion_ids)))[0]
+        with torch.no_grad():
+            now = token_logps(tr._forward(tr.model, mb), mb["completion_ids"])
+        mask = mb["completion_mask"].bool()
+        assert not torch.allclose(now[mask], mb["old_logps"][mask], atol=1e-4)
+    finally:
+        tr.close()
+    w = RolloutWorker(policy(tok), tok)
+    try:
+        w.submit(prompt_ids=[[10**6]], num_generations=2, max_completion_length=4)
+        with pytest.raises(RolloutWorkerError, match="outside the vocabulary"):
+            w.result([{}])
+    finally:
+        w.close()
+    with pytest.raises(ValueError, match="dynamic_sampling"):
+        GRPOConfig(async_rollouts=True, dynamic_sampling=True)

@@ -50,6 +50,12 @@ class EngineConfig:
     # batch-1 decode on SmolLM2 (CPU, measured), at the price of compiling on the first decode
     # steps (17-54 s there). compile_blocker lists the models that stay eager.
     compile: bool = False
+    # What SamplingParams.logprobs reports: "raw" = the model's log-softmax (OpenAI's meaning;
+    # penalties and logits processors included); "processed" = also divided by the request's
+    # temperature (1 for greedy), before top-k/top-p/min-p -- the sampling policy's own log-probs,
+    # which GRPO's importance ratio needs when it trains on samples of older weights
+    # (r1/train/rollout_worker.py). vLLM calls these raw_logprobs / processed_logprobs.
+    logprobs_mode: str = "raw"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
@@ -60,6 +66,8 @@ class EngineConfig:
                              f"{self.spec_min_acceptance}, {self.spec_probe_drafts}")
         if self.kv_cache_dtype not in ("auto", "int8"):
             raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r}: choose 'auto' or 'int8'")
+        if self.logprobs_mode not in ("raw", "processed"):
+            raise ValueError(f"logprobs_mode {self.logprobs_mode!r}: choose 'raw' or 'processed'")
 
 
 @dataclass
@@ -279,13 +287,28 @@ class LLMEngine:
                 for proc in s.params.logits_processors:
                     logits[i] = proc(s.output_ids, logits[i])
         tokens = sample(logits, [s.params for s in seqs], [s.generator for s in seqs])
-        return [(int(t), self._lp(s, logits[i], int(t))) for i, (s, t) in enumerate(zip(seqs, tokens))]
+        return list(zip(tokens.tolist(), self._logprobs(seqs, logits, tokens)))
 
-    @staticmethod
-    def _lp(seq: Sequence, logits: torch.Tensor, tok: int) -> dict | None:
-        if seq.params.logprobs is None:
-            return None
-        return token_logprobs(logits[None], torch.tensor([tok]), seq.params.logprobs)[0]
+    def _logprobs(self, seqs: list[Sequence], logits: torch.Tensor, tokens: torch.Tensor) -> list[dict | None]:
+        """logits (b, V), tokens (b,) -> per row the sampled token's logprob entry, or None where
+        the request did not ask for logprobs; one batched log-softmax for all rows that did."""
+        out: list[dict | None] = [None] * len(seqs)
+        rows = [i for i, s in enumerate(seqs) if s.params.logprobs is not None]
+        if not rows:
+            return out
+        idx = torch.tensor(rows, device=logits.device)
+        lg = logits.index_select(0, idx).float()
+        if self.config.logprobs_mode == "processed":
+            temp = torch.tensor([seqs[i].params.temperature or 1.0 for i in rows], device=lg.device)
+            lg = lg / temp[:, None]
+        k = max(seqs[i].params.logprobs for i in rows)
+        for i, entry in zip(rows, token_logprobs(lg, tokens.index_select(0, idx), k)):
+            out[i] = entry
+        return out
+
+    def _lp(self, seq: Sequence, logits: torch.Tensor, tok: int) -> dict | None:
+        """One row's entry (speculative steps): logits (V,)."""
+        return self._logprobs([seq], logits[None], torch.tensor([tok], device=logits.device))[0]
 
     def _emit(self, seq: Sequence, sampled: int, lp: dict | None) -> None:
         forced = bool(seq.forced)

@@ -108,12 +108,29 @@ def apply_penalties(logits: torch.Tensor, p: SamplingParams, prompt_ids: list[in
     return logits
 
 
+def uniforms(generators: list[torch.Generator | None], device) -> torch.Tensor:
+    """One U[0, 1) draw per row, each from its row's own generator (None = the global one): a
+    seeded request's draws do not depend on what else is in the batch."""
+    return torch.cat([torch.rand(1, generator=g, device=device) for g in generators])
+
+
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """probs (b, V) (rows need not be normalized), u (b,) in [0, 1) -> (b,) the token whose
+    cumulative-probability interval holds u * total: token i with probability p_i. A token of
+    probability 0 has an empty interval and is never picked."""
+    cdf = probs.float().cumsum(-1)  # (b, V); row by row, so a row's result does not depend on the batch
+    target = (u.to(cdf.dtype) * cdf[:, -1])[:, None]  # (b, 1)
+    return torch.searchsorted(cdf, target, right=True)[:, 0].clamp(max=probs.shape[-1] - 1)
+
+
 def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]) -> torch.Tensor:
     """logits (b, V) -> next tokens (b,). Rows may have different params and generators.
 
-    Sampling draws through the exponential race (argmax of p / E with E ~ Exp(1)), which picks
-    token i with probability p_i and lets each row draw its noise from its own generator: a
-    seeded request samples the same tokens whatever else shares its batch."""
+    Sampling is by inverse CDF with one uniform per row, drawn from the row's own generator: a
+    seeded request samples the same tokens whatever else shares its batch, and the per-row work
+    is one scalar draw; the vocabulary-wide part is batched. (The exponential race this replaced
+    drew V noise values per row through the row's generator: for 32 rows on one core, 508 us
+    against 140 us at V=584, and 98 ms against 4.7 ms at V=151,936.)"""
     out = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
     groups: dict[tuple, list[int]] = {}  # rows with the same filters share one filter + softmax
     for i, p in enumerate(params):
@@ -125,21 +142,18 @@ def sample(logits: torch.Tensor, params: list[SamplingParams], generators: list[
             out[idx] = logits[idx].argmax(-1)
             continue
         probs = filter_logits(logits[idx], params[rows[0]]).softmax(-1)
-        noise = torch.empty_like(probs)
-        for r, i in enumerate(rows):  # each row's noise from its own generator (seeded requests)
-            noise[r].exponential_(generator=generators[i])
-        out[idx] = (probs / noise).argmax(-1)
+        out[idx] = inverse_cdf(probs, uniforms([generators[i] for i in rows], logits.device))
     return out
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> list[dict]:
     """Per row: logprob of the chosen token under the model's (unfiltered) distribution, and the
-    top-k alternatives -- what OpenAI's `logprobs`/`top_logprobs` report."""
+    top-k alternatives -- what OpenAI's `logprobs`/`top_logprobs` report. logits (b, V), tokens (b,)."""
     lp = logits.float().log_softmax(-1)
-    chosen = lp.gather(1, tokens[:, None])[:, 0]
-    out = []
-    top_v, top_i = lp.topk(k, dim=-1) if k else (None, None)
-    for r in range(lp.shape[0]):
-        top = list(zip(top_i[r].tolist(), top_v[r].tolist())) if k else []
-        out.append({"token_id": int(tokens[r]), "logprob": float(chosen[r]), "top": top})
-    return out
+    chosen = lp.gather(1, tokens[:, None])[:, 0].tolist()
+    ids = tokens.tolist()
+    if not k:
+        return [{"token_id": t, "logprob": c, "top": []} for t, c in zip(ids, chosen)]
+    top_v, top_i = lp.topk(k, dim=-1)
+    return [{"token_id": t, "logprob": c, "top": list(zip(ti, tv))}
+            for t, c, ti, tv in zip(ids, chosen, top_i.tolist(), top_v.tolist())]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from r1.engine.sampling import SamplingParams, filter_logits
+from r1.engine.sampling import SamplingParams, filter_logits, inverse_cdf, uniforms
 
 
 def target_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -21,9 +21,8 @@ def target_probs(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
-    """One sample by the exponential race (see sampling.sample); argmax when one-hot."""
-    noise = torch.empty_like(probs).exponential_(generator=generator)
-    return int((probs / noise).argmax())
+    """One sample from probs (V,) by inverse CDF (see sampling.sample); one-hot gives its token."""
+    return int(inverse_cdf(probs[None], uniforms([generator], probs.device))[0])
 
 
 def verify(p: torch.Tensor, q: torch.Tensor, draft: int, generator: torch.Generator | None) -> tuple[int, bool]:

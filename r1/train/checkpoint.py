@@ -193,9 +193,11 @@ class CheckpointManager:
     # ----- save
     def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
              scheduler: Any = None, data_state: dict | None = None, extra: dict | None = None,
-             model_files: dict[str, str] | None = None, config_yaml: str | None = None) -> Path:
+             model_files: dict[str, str] | None = None, config_yaml: str | None = None,
+             rank_state: dict | None = None) -> Path:
         """Write checkpoint `step`. model_files: extra text files for the model folder (the
-        tokenizer, so the checkpoint is a runnable model). Returns the final directory."""
+        tokenizer, so the checkpoint is a runnable model). rank_state: this rank's own JSON state
+        (every rank writes one; read it back with read_rank_state). Returns the final directory."""
         final = self.path_for(step)
         tmp = self.root / f".tmp-{final.name}"
         if self.dist.is_main:
@@ -208,6 +210,8 @@ class CheckpointManager:
         rng_t, rng_meta = rng_state()
         save_file(rng_t, str(tmp / f"rng_rank{self.dist.rank}.safetensors"))
         _write_json(tmp / f"rng_rank{self.dist.rank}.json", rng_meta)
+        if rank_state is not None:
+            _write_json(tmp / f"state_rank{self.dist.rank}.json", rank_state)
         if self.dist.is_main:
             from r1.formats.safetensors_io import save_checkpoint
 
@@ -250,6 +254,12 @@ class CheckpointManager:
             return json.loads((path / "trainer_state.json").read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{path}/trainer_state.json: unreadable ({e})") from None
+
+    def read_rank_state(self, path: str | Path) -> dict | None:
+        """This rank's rank_state from save(); None when it has none (none was saved, or the run
+        resumes with more ranks than it was saved with)."""
+        f = Path(path) / f"state_rank{self.dist.rank}.json"
+        return json.loads(f.read_text()) if f.is_file() else None
 
     def load_model(self, path: str | Path, model: nn.Module) -> None:
         """Weights (and the balancing biases) into the model; call BEFORE wrapping it in DDP/FSDP."""

@@ -40,6 +40,7 @@ from r1.train.logging import MetricsLogger, TrainProgress
 from r1.train.loop import NonFiniteError, export_final, setup_determinism
 from r1.train.optim import build_optimizer
 from r1.train.rollout import Rollout, generate_groups, pad_left, pad_right, rollout_seed, score
+from r1.train.rollout_worker import RolloutWorker
 from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
 
 MODES = ("r1_zero", "r1")
@@ -100,6 +101,11 @@ class GRPOConfig:
     max_sampling_rounds: int = 4  # draws per step at most when refilling
     reward_funcs: list[str] = field(default_factory=lambda: ["accuracy", "format"])
     reward_weights: list[float] | None = None  # None = 1.0 each
+    # Sample the next step's groups in a worker process while this step trains (CPU only): a step
+    # then costs about max(sampling, training) instead of their sum, at one step of policy lag,
+    # which the clipped ratio corrects with the sampling policy's own log-probs (rollout_worker.py).
+    async_rollouts: bool = False
+    rollout_threads: int = 0  # the worker's torch threads; 0 = half of this process's, at least 1
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -125,6 +131,10 @@ class GRPOConfig:
         need(self.temperature > 0, f"grpo.temperature must be > 0 (GRPO needs diverse samples), got {self.temperature}")
         need(0 < self.top_p <= 1 and self.top_k >= 0, "grpo.top_p must be in (0, 1] and grpo.top_k >= 0")
         need(self.max_sampling_rounds >= 1, "grpo.max_sampling_rounds must be >= 1")
+        need(not (self.async_rollouts and self.dynamic_sampling),
+             "grpo.async_rollouts samples one draw ahead, and dynamic_sampling decides on further draws only "
+             "after scoring: use one of them")
+        need(self.rollout_threads >= 0, f"grpo.rollout_threads must be >= 0 (0 = auto), got {self.rollout_threads}")
         need(bool(self.reward_funcs), "grpo.reward_funcs is empty; name at least one of " + ", ".join(REWARDS))
         bad = [r for r in self.reward_funcs if r not in REWARDS]
         need(not bad, f"grpo.reward_funcs: unknown {bad}; choose from {', '.join(REWARDS)}")
@@ -259,6 +269,12 @@ class GRPOTrainer:
         self.accuracy = (R.make_accuracy_reward(self.think_in_prompt)
                          if records and "answer" in records[0] and "task" in records[0] else None)
 
+        if g.async_rollouts and self.dist.device.type != "cpu":
+            raise TrainConfigError(f"grpo.async_rollouts runs the sampler in a second CPU process; the policy is on "
+                                   f"{self.dist.device}: set grpo.async_rollouts=false")
+        self.worker: RolloutWorker | None = None  # started by the first asynchronous rollout
+        self._inflight: list[int] | None = None  # prompt indices of the rollout the worker is sampling
+        self._ready: tuple[list[int], Rollout] | None = None  # a rollout sampled ahead (or restored), unused yet
         self.sampler = BatchSampler([len(p) for p in self.prompt_ids], g.prompts_per_rank * self.dist.world_size,
                                     seed=cfg.run.seed)
         self._build_optimizer()
@@ -286,6 +302,11 @@ class GRPOTrainer:
         state = self.ckpt.restore(latest, self.policy, self.optimizer, self.scheduler)
         self.step = int(state["step"])
         self.sampler.load_state_dict(state["data"]["sampler"])
+        ahead = (self.ckpt.read_rank_state(latest) or {}).get("next_rollout")
+        if ahead:  # asynchronous run: the next step's rollout was sampled before the save
+            idx = ahead["idx"]
+            self._ready = (idx, Rollout(self.cfg.grpo.num_generations, records=[self.records[i] for i in idx],
+                                        **ahead["rollout"]))
         return True
 
     def _model_files(self) -> dict[str, str]:
@@ -299,19 +320,17 @@ class GRPOTrainer:
         """This rank's groups for the step, scored; with dynamic sampling, only groups whose rewards
         differ, drawing again (all ranks together, so the prompt order stays shared) until each
         rank has its quota or max_sampling_rounds is reached."""
-        g, rank, P = self.cfg.grpo, self.dist.rank, self.cfg.grpo.prompts_per_rank
+        g, P = self.cfg.grpo, self.cfg.grpo.prompts_per_rank
         kept: list[tuple[Rollout, torch.Tensor]] = []
         spare: list[tuple[Rollout, torch.Tensor]] = []
         n_kept, groups_seen, zero_groups, draws = 0, 0, 0, 0
-        gen_tokens, gen_s, score_s, cached = 0, 0.0, 0.0, 0
+        gen_tokens, gen_s, score_s, cached, wait_s = 0, 0.0, 0.0, 0, 0.0
         for draw in range(g.max_sampling_rounds if g.dynamic_sampling else 1):
-            idx = self.sampler.next()[rank * P:(rank + 1) * P]
             draws += 1
             if n_kept < P:
-                ro = generate_groups(self.policy, self.tokenizer, [self.prompt_ids[i] for i in idx],
-                                     [self.records[i] for i in idx], g.num_generations, g.max_completion_length,
-                                     g.temperature, g.top_p, g.top_k,
-                                     seeds=[rollout_seed(self.cfg.run.seed, step, draw, i) for i in idx])
+                t0 = time.perf_counter()
+                idx, ro = self._sample(step, draw)
+                wait_s += time.perf_counter() - t0
                 gen_tokens, gen_s = gen_tokens + ro.gen_tokens, gen_s + ro.gen_seconds
                 cached += ro.cached_prompt_tokens
                 t0 = time.perf_counter()
@@ -336,9 +355,56 @@ class GRPOTrainer:
         kept += spare[:short]
         rollout = Rollout.concat([r for r, _ in kept])
         per_func = torch.cat([s for _, s in kept])
-        info = {"gen_tokens": gen_tokens, "gen_s": gen_s, "score_s": score_s, "cached": cached,
+        info = {"gen_tokens": gen_tokens, "gen_s": gen_s, "wait_s": wait_s, "score_s": score_s, "cached": cached,
                 "groups_seen": groups_seen, "zero_groups": zero_groups, "draws": draws, "short": short}
         return rollout, per_func, info
+
+    def _draw(self) -> list[int]:
+        """This rank's prompt indices of the next draw (every rank draws, so the order stays shared)."""
+        P, rank = self.cfg.grpo.prompts_per_rank, self.dist.rank
+        return self.sampler.next()[rank * P:(rank + 1) * P]
+
+    def _sample_kwargs(self, step: int, draw: int, idx: list[int]) -> dict[str, Any]:
+        g = self.cfg.grpo
+        return dict(prompt_ids=[self.prompt_ids[i] for i in idx], num_generations=g.num_generations,
+                    max_completion_length=g.max_completion_length, temperature=g.temperature, top_p=g.top_p,
+                    top_k=g.top_k, seeds=[rollout_seed(self.cfg.run.seed, step, draw, i) for i in idx])
+
+    def _sample(self, step: int, draw: int) -> tuple[list[int], Rollout]:
+        """Prompt indices and their sampled groups for (step, draw). Synchronous: drawn and sampled
+        now. Asynchronous: the worker sampled them during the previous step (waited for here), and
+        the next step's rollout is handed to it before this step trains -- with the weights as
+        they are now, so it lags this step's update by one."""
+        records = lambda idx: [self.records[i] for i in idx]  # noqa: E731
+        if self._ready is not None:  # sampled ahead: before the last save, or restored from it
+            (idx, ro), self._ready = self._ready, None
+        elif not self.cfg.grpo.async_rollouts:
+            idx = self._draw()
+            ro = generate_groups(self.policy, self.tokenizer, records=records(idx), **self._sample_kwargs(step, draw,
+                                                                                                         idx))
+        else:
+            if self._inflight is None:  # the first step (nothing was sampled ahead)
+                self._inflight = self._draw()
+                self._worker().submit(**self._sample_kwargs(step, draw, self._inflight))
+            idx, self._inflight = self._inflight, None
+            ro = self.worker.result(records(idx))
+        if self.cfg.grpo.async_rollouts:  # also after the last step: its checkpoint then holds the
+            self._inflight = self._draw()  # rollout a longer (resumed) run would continue with
+            self._worker().submit(**self._sample_kwargs(step + 1, 0, self._inflight))
+        return idx, ro
+
+    def _worker(self) -> RolloutWorker:
+        if self.worker is None:
+            g = self.cfg.grpo
+            self.worker = RolloutWorker(self.policy, self.tokenizer,
+                                        g.rollout_threads or max(1, torch.get_num_threads() // 2))
+        return self.worker
+
+    def close(self) -> None:
+        """Stop the rollout worker (asynchronous rollouts); the trainer cannot sample afterwards."""
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
 
     def _total_reward(self, per_func: torch.Tensor) -> torch.Tensor:
         # TRL: weighted nansum over functions; a completion no function applies to is NaN (left out)
@@ -363,10 +429,17 @@ class GRPOTrainer:
             if g.mask_truncated_completions:  # DAPO §3.4 overlong filtering
                 loss_mask *= torch.tensor([0.0 if ro.truncated[r] else 1.0 for r in rows])[:, None]
             row_tokens = int(c_mask.sum()) + sum(len(ro.prompt_ids[r // G]) for r in rows)
+            sampled = None
+            if ro.logps is not None:  # asynchronous rollouts: pi_old is the policy that sampled them
+                sampled = torch.zeros(c_ids.shape)
+                for k, r in enumerate(rows):
+                    sampled[k, :len(ro.logps[r])] = torch.tensor(ro.logps[r])
             out.append({"prompt_ids": p_ids.to(dev), "prompt_mask": p_mask.to(dev), "completion_ids": c_ids.to(dev),
                         "completion_mask": c_mask.to(dev), "rows": torch.tensor([groups.index(r // G) for r in rows],
                                                                                  device=dev),
                         "loss_mask": loss_mask.to(dev), "advantages": adv[rows].to(dev), "row_tokens": row_tokens})
+            if sampled is not None:
+                out[-1]["old_logps"] = sampled.to(dev)
         return out
 
     @staticmethod
@@ -410,13 +483,15 @@ class GRPOTrainer:
                 with no_sync(self.model, k == len(mbs) - 1):
                     logits = self._forward(self.model, mb)
                     logps, ent = token_logps(logits, mb["completion_ids"], g.temperature, with_entropy=True)
-                    if it == 0 and g.num_iterations > 1:
+                    if it == 0 and g.num_iterations > 1 and ro.logps is None:
                         # pi_old is the policy before this batch's first update -- which is the
                         # policy of iteration 0 itself (no update happens until all its
                         # micro-batches are done), so its log-probs need no extra forward.
+                        # (Asynchronous rollouts carry the older sampling policy's instead.)
                         mb["old_logps"] = logps.detach()
+                    off_policy = it > 0 or ro.logps is not None
                     out = grpo_loss(logps, mb["advantages"], mb["loss_mask"], loss_type=g.loss_type,
-                                    old_logps=mb.get("old_logps") if it > 0 else None, epsilon=g.epsilon,
+                                    old_logps=mb["old_logps"] if off_policy else None, epsilon=g.epsilon,
                                     epsilon_high=g.epsilon_high, beta=g.beta, ref_logps=mb.get("ref_logps"),
                                     max_completion_length=g.max_completion_length, num_items_in_batch=num_items,
                                     grad_accum_steps=len(mbs))
@@ -466,13 +541,14 @@ class GRPOTrainer:
                           sum(ro.truncated), info["groups_seen"], info["zero_groups"], info["short"],
                           sums["tokens"], sums["clip_low"], sums["clip_high"], sums["kl"], sums["entropy"],
                           sums["entropy_tokens"], sums["loss"],
-                          info["gen_tokens"], info["gen_s"], train_tokens, train_s, info["score_s"], info["cached"]],
+                          info["gen_tokens"], info["gen_s"], train_tokens, train_s, info["score_s"], info["cached"],
+                          info["wait_s"]],
                          dtype=torch.float64)])
         vec = all_reduce_sum(vec.to(self.dist.device), self.dist).cpu()
         F = per_func.shape[1]
         fs, fc, rest = vec[:F], vec[F:2 * F], vec[2 * F:].tolist()
         (r_sum, r_n, r_sq, a_sum, a_n, l_sum, l_n, trunc, seen, zero, short, tok, lo, hi, kl, ent, ent_n, loss,
-         gtok, gs, ttok, ts, ss, cached) = rest
+         gtok, gs, ttok, ts, ss, cached, ws) = rest
         W = self.dist.world_size
         m: dict[str, float] = {f"rewards/{n}/mean": float(fs[i] / fc[i]) if fc[i] else float("nan")
                                for i, n in enumerate(self.reward_names)}
@@ -489,6 +565,9 @@ class GRPOTrainer:
             # rates over all ranks: tokens summed, time of the slowest rank approximated by the mean
             "rollout/tokens_per_s": gtok / max(gs / W, 1e-9), "train/tokens_per_s": ttok / max(ts / W, 1e-9),
             "time/rollout_s": gs / W, "time/reward_s": ss / W, "time/train_s": ts / W,
+            # the part of the rollout the step waited for: all of it when synchronous, only what
+            # sampling took beyond the previous step's training when asynchronous
+            "time/rollout_wait_s": ws / W,
             "rollout/prefix_cached_tokens": cached,
         })
         if g.beta > 0:
@@ -500,10 +579,22 @@ class GRPOTrainer:
 
     # ----- the loop
     def save(self) -> Path:
+        # Asynchronous rollouts: the next step's rollout, sampled by weights older than the ones
+        # saved here, goes into the checkpoint -- a resumed run could not sample it again.
+        if self._inflight is not None:
+            idx, self._inflight = self._inflight, None
+            self._ready = (idx, self.worker.result([self.records[i] for i in idx]))
+        rank_state = None
+        if self._ready is not None:
+            idx, ro = self._ready
+            rank_state = {"next_rollout": {"idx": idx, "rollout": {
+                "prompt_ids": ro.prompt_ids, "completion_ids": ro.completion_ids, "texts": ro.texts,
+                "truncated": ro.truncated, "logps": ro.logps, "gen_tokens": ro.gen_tokens,
+                "gen_seconds": ro.gen_seconds, "cached_prompt_tokens": ro.cached_prompt_tokens}}}
         # the bare policy: its parameter names are the checkpoint's (the DDP / GroupedLM wrappers add prefixes)
         return self.ckpt.save(self.step, self.policy, self.optimizer, self.scheduler,
                               data_state={"sampler": self.sampler.state_dict()}, model_files=self._model_files(),
-                              config_yaml=yaml.safe_dump(to_dict(self.cfg), sort_keys=False))
+                              config_yaml=yaml.safe_dump(to_dict(self.cfg), sort_keys=False), rank_state=rank_state)
 
     def train(self) -> list[dict]:
         run, history = self.cfg.run, []
@@ -522,6 +613,7 @@ class GRPOTrainer:
                         self.save()
         finally:
             self.logger.close()
+            self.close()
         if self.dist.is_main:
             export_final(self.ckpt.latest(), self.out_dir / MODEL_DIR)  # RUN/model: what `r1 run` loads
         barrier(self.dist)

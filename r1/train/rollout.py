@@ -35,6 +35,9 @@ class Rollout:
     gen_tokens: int = 0  # tokens sampled (EOS included)
     gen_seconds: float = 0.0
     cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
+    # per completion, the sampling policy's log-prob of each of its tokens (temperature applied,
+    # before top-k/top-p): pi_old when the policy has moved on since (asynchronous rollouts)
+    logps: list[list[float]] | None = None
 
     @property
     def num_groups(self) -> int:
@@ -47,14 +50,15 @@ class Rollout:
         rows = [g * G + j for g in groups for j in range(G)]
         return Rollout(G, [self.prompt_ids[g] for g in groups], [self.completion_ids[r] for r in rows],
                        [self.texts[r] for r in rows], [self.truncated[r] for r in rows],
-                       [self.records[g] for g in groups])
+                       [self.records[g] for g in groups],
+                       logps=None if self.logps is None else [self.logps[r] for r in rows])
 
     @staticmethod
     def concat(parts: list["Rollout"]) -> "Rollout":
         if not parts:
             raise ValueError("nothing to concatenate")
         G = parts[0].num_generations
-        out = Rollout(G, [], [], [], [], [])
+        out = Rollout(G, [], [], [], [], [], logps=[] if all(p.logps is not None for p in parts) else None)
         for p in parts:
             out.prompt_ids += p.prompt_ids
             out.completion_ids += p.completion_ids
@@ -64,18 +68,21 @@ class Rollout:
             out.gen_tokens += p.gen_tokens
             out.gen_seconds += p.gen_seconds
             out.cached_prompt_tokens += p.cached_prompt_tokens
+            if out.logps is not None:
+                out.logps += p.logps
         return out
 
 
 def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], records: list[dict[str, Any]],
                     num_generations: int, max_completion_length: int, temperature: float = 1.0,
                     top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None,
-                    max_num_batched_tokens: int = 4096, block_size: int = 16) -> Rollout:
+                    max_num_batched_tokens: int = 4096, block_size: int = 16, logprobs: bool = False) -> Rollout:
     """Sample `num_generations` completions of each prompt with the engine (prefix-cached).
 
     seeds[g]: completion j of prompt g uses generator seed seeds[g] + j (the engine's rule for
     n > 1), so a rollout is reproducible whatever else is in the batch -- a resumed run
-    regenerates exactly what the killed one would have."""
+    regenerates exactly what the killed one would have. logprobs: also record each sampled token's
+    log-prob under the sampling distribution (Rollout.logps)."""
     G = num_generations
     if seeds is not None and len(seeds) != len(prompt_ids):
         raise ValueError(f"{len(seeds)} seeds for {len(prompt_ids)} prompts")
@@ -84,7 +91,7 @@ def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], rec
     cfg = EngineConfig(max_num_seqs=len(prompt_ids) * G, block_size=block_size,
                        num_blocks=blocks_per_seq * len(prompt_ids) * G + 1,
                        max_num_batched_tokens=max(max_num_batched_tokens, max(map(len, prompt_ids))),
-                       prefix_caching=True)
+                       prefix_caching=True, logprobs_mode="processed")
     was_training = model.training
     # No tokenizer inside the engine: it would detokenize every token of every sample as it
     # streams, which a trainer never reads; EOS ids become stop ids and the texts are decoded
@@ -94,7 +101,8 @@ def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], rec
     seqs = []
     for g, ids in enumerate(prompt_ids):
         sp = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_completion_length,
-                            n=G, seed=None if seeds is None else seeds[g], stop_token_ids=eos)
+                            n=G, seed=None if seeds is None else seeds[g], stop_token_ids=eos,
+                            logprobs=0 if logprobs else None)
         engine.add_request(f"g{g}", ids, sp, think_in_prompt=False)
         # The Sequence objects know which EOS ended each sample (the public output drops it).
         seqs.append(engine.requests[f"g{g}"].seqs)
@@ -104,7 +112,7 @@ def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], rec
             if out.finished:
                 done[out.request_id] = out
     model.train(was_training)
-    completion_ids, texts, truncated, cached = [], [], [], 0
+    completion_ids, texts, truncated, logps, cached = [], [], [], [], 0
     for g in range(len(prompt_ids)):
         out = done[f"g{g}"]
         cached += sum(s.num_cached_prompt for s in seqs[g])
@@ -115,9 +123,10 @@ def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], rec
                 ids.append(seq.stop_token)
             completion_ids.append(ids)
             truncated.append(c.finish_reason == "length")
+            logps.append([e["logprob"] for e in seq.logprobs])  # one per token, the EOS's included
     return Rollout(G, [list(p) for p in prompt_ids], completion_ids, texts, truncated, list(records),
                    gen_tokens=sum(map(len, completion_ids)), gen_seconds=time.perf_counter() - t0,
-                   cached_prompt_tokens=cached)
+                   cached_prompt_tokens=cached, logps=logps if logprobs else None)
 
 
 def rollout_seed(run_seed: int, step: int, draw: int, index: int) -> int:

@@ -1,0 +1,142 @@
+"""Asynchronous rollouts: a child process samples the next step's groups while this one trains.
+
+Synchronous GRPO alternates: sample (engine, no gradients), then train. On a CPU each half is a
+stream of small ops that keeps one core busy, so a 2-core machine runs at half its capacity.
+With `grpo.async_rollouts` the sampling moves into a worker process and runs one step ahead:
+while the trainer updates on rollout k, the worker samples rollout k+1. A step then costs about
+max(sampling, training) instead of their sum.
+
+The price is one step of policy lag, as in PipelineRL / AReaL's one-step off-policy mode:
+rollout k+1 is sampled by the weights from before update k. The loss corrects for it -- the
+engine records each sampled token's log-prob under the sampling policy (`Rollout.logps`), and the
+trainer uses those as pi_old in the clipped importance ratio, so the objective is PPO's on
+samples from a known older policy rather than a silent mismatch.
+
+Weights travel through shared memory. The worker's model *is* the shared tensors (no copy per
+request); the trainer writes them only while the worker is idle -- after it has received a
+rollout and before it sends the next request -- so a worker never samples from half-written
+weights. Requests and results are small (token ids, floats) and go over a pipe.
+
+The worker runs on CPU only: a second CUDA context per device and CUDA IPC for the weights are
+not built here (the trainer refuses async_rollouts on GPU with a message).
+"""
+from __future__ import annotations
+
+import multiprocessing.connection
+import traceback
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+
+from r1.train.rollout import Rollout, generate_groups
+
+
+def _serve(conn: multiprocessing.connection.Connection, config, shared: dict[str, torch.Tensor], tokenizer,
+           threads: int) -> None:
+    """The worker's loop: ("rollout", kwargs) -> ("ok", Rollout fields) | ("error", traceback)."""
+    torch.set_num_threads(threads)
+    from r1.model import build_model
+
+    try:
+        model = build_model(config, dtype=next(iter(shared.values())).dtype)
+        model.load_state_dict(shared, assign=True)  # the parameters are the shared tensors themselves
+        model.requires_grad_(False)
+    except Exception:  # noqa: BLE001 -- reported to the trainer, which raises it
+        conn.send(("error", traceback.format_exc()))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            kind, kwargs = conn.recv()
+        except EOFError:  # the trainer is gone (finished, crashed or killed): so are we
+            return
+        if kind == "stop":
+            return
+        try:
+            with torch.no_grad():
+                ro = generate_groups(model, tokenizer, records=[{}] * len(kwargs["prompt_ids"]), logprobs=True,
+                                     **kwargs)
+            conn.send(("ok", {k: getattr(ro, k) for k in _FIELDS}))
+        except Exception:  # noqa: BLE001 -- reported to the trainer, which raises it
+            conn.send(("error", traceback.format_exc()))
+
+
+_FIELDS = ("completion_ids", "texts", "truncated", "logps", "gen_tokens", "gen_seconds", "cached_prompt_tokens")
+
+
+class RolloutWorkerError(RuntimeError):
+    """The rollout worker failed or died; the message carries its traceback."""
+
+
+class RolloutWorker:
+    """One sampling process per trainer (per rank under torchrun).
+
+    submit(...) starts a rollout with the weights as they are now; result() waits for it. Only
+    one rollout is in flight at a time, and `submit` copies the current weights into shared
+    memory first -- which is safe exactly because nothing is in flight then."""
+
+    def __init__(self, policy: torch.nn.Module, tokenizer, threads: int = 1):
+        if any(p.device.type != "cpu" for p in policy.parameters()):
+            raise ValueError("asynchronous rollouts run the sampler in a CPU process; the policy is on "
+                             f"{next(policy.parameters()).device} (use the synchronous path on GPU)")
+        self.policy = policy
+        state = policy.state_dict()
+        # tied weights (one tensor under two names) stay one shared tensor
+        by_ptr: dict[int, torch.Tensor] = {}
+        self.shared = {k: by_ptr.setdefault(v.data_ptr(), v.detach().clone().share_memory_())
+                       for k, v in state.items()}
+        ctx = mp.get_context("spawn")  # fork would copy the trainer's threads and locks mid-flight
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, policy.config, self.shared, tokenizer, threads),
+                                daemon=True, name="r1-rollout-worker")
+        self.proc.start()
+        child.close()
+        self.pending: dict[str, Any] | None = None
+        self._expect("ready")
+
+    def _expect(self, want: str) -> Any:
+        try:
+            kind, payload = self.conn.recv()
+        except (EOFError, ConnectionResetError) as e:
+            raise RolloutWorkerError(
+                f"the rollout worker (pid {self.proc.pid}) died (exit code {self.proc.exitcode}); see its output "
+                "above. It is started with multiprocessing's spawn, which re-imports the main script: a script "
+                "that trains must keep its top level under `if __name__ == \"__main__\":`") from e
+        if kind == "error":
+            raise RolloutWorkerError(f"the rollout worker failed:\n{payload}")
+        if kind != want:
+            raise RolloutWorkerError(f"rollout worker protocol: expected {want!r}, got {kind!r}")
+        return payload
+
+    @torch.no_grad()
+    def submit(self, **kwargs: Any) -> None:
+        """Start sampling (generate_groups' arguments, without model/tokenizer/records) with the
+        policy's current weights."""
+        if self.pending is not None:
+            raise RuntimeError("a rollout is already in flight; call result() first")
+        state = self.policy.state_dict()
+        for k, v in self.shared.items():
+            v.copy_(state[k])
+        self.conn.send(("rollout", kwargs))
+        self.pending = kwargs
+
+    def result(self, records: list[dict]) -> Rollout:
+        """Wait for the rollout in flight; records are the groups' dataset records."""
+        if self.pending is None:
+            raise RuntimeError("no rollout in flight")
+        kw, self.pending = self.pending, None
+        fields = self._expect("ok")
+        return Rollout(kw["num_generations"], [list(p) for p in kw["prompt_ids"]], fields.pop("completion_ids"),
+                       fields.pop("texts"), fields.pop("truncated"), list(records), **fields)
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            try:
+                self.conn.send(("stop", None))
+            except (BrokenPipeError, OSError):
+                pass
+            self.proc.join(timeout=10)
+            if self.proc.is_alive():
+                self.proc.kill()
+        self.conn.close()
