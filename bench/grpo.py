@@ -1,9 +1,14 @@
 """GRPO step rate and rollout throughput: r1's trainer against TRL's GRPOTrainer, in one run.
 
 Both train the same tiny model on the same R1-Zero arithmetic prompts with the same reward
-functions (r1.rewards accuracy + format), G, prompts per step, completion length, loss (TRL's
-defaults: dapo, beta 0, mu 1, scale_rewards group; lr 1e-6) and thread count. One step = sample
-G completions for each prompt of the batch, score them, one optimizer update.
+functions (r1.rewards accuracy + format), G, prompts per step, completion length and loss (TRL's
+defaults: dapo, beta 0, mu 1, scale_rewards group; lr 1e-6). One step = sample G completions for
+each prompt of the batch, score them, one optimizer update.
+
+Rows, each trainer at each way of using the machine's cores: r1 synchronous at 1 and 2 torch
+threads (--r1-threads), r1 with grpo.async_rollouts (a worker process samples the next step while
+this one trains, --threads threads each; one update of policy lag), TRL at 1 and 2 threads
+(--trl-threads). r1's ratios are taken against the fastest TRL row.
 
 The model, per --arch (Qwen2: dense GQA; DeepSeek-V3: MLA + MoE + MTP), starts from random
 weights and gets a short R1-Zero-format SFT with r1's own `r1.train.sft`, so that, like a base
@@ -11,10 +16,12 @@ model, it writes <think>/<answer> completions of varied length that end in EOS (
 policy would run every sample to the length limit). It is saved in HF format (safetensors +
 tokenizer.json); r1 loads it with r1.load_model, TRL with transformers.
 
-The trainers alternate in rounds (r1, TRL, r1, TRL, ...) so load drift on a shared machine hits
-both; the first step of every round is a warm-up and is not counted. Reported: median seconds
-per step and steps per minute, rollout tokens/s (sampled tokens, EOS included, over generation
-time), training seconds per step (step time minus generation time), mean completion length.
+The trainers alternate in rounds (every row, then every row again, ...) so load drift on a
+shared machine hits all; the first step of every round is a warm-up and is not counted.
+Reported: median seconds per step and steps per minute, rollout tokens/s (sampled tokens, EOS
+included, over generation time), generation seconds per step, how long the step waited for its
+rollout (all of the generation when synchronous), the rest of the step (training), mean
+completion length.
 
     .venv/bin/python bench/grpo.py                        # qwen2 and deepseek_v3, 3 rounds x 4 steps
     .venv/bin/python bench/grpo.py --arch qwen2 --rounds 1 --steps 3 --sft-steps 100   # quicker
@@ -23,6 +30,7 @@ Writes results/grpo.json and prints a markdown table (copied into docs/bench-grp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -146,7 +154,7 @@ def run_trl(folder: Path, model, tokenizer, records, rewards, a, steps: int, out
     ends = timer.step_ends
     step_s = [b - a_ for a_, b in zip(ends, ends[1:])]
     lengths = [r["completions/mean_length"] for r in trainer.state.log_history if "completions/mean_length" in r]
-    return {"step_s": step_s, "gen": timer.gen, "mean_length": lengths}
+    return {"step_s": step_s, "gen": timer.gen, "wait": [g[0] for g in timer.gen], "mean_length": lengths}
 
 
 def tokenizer_hf(folder: Path):
@@ -156,27 +164,31 @@ def tokenizer_hf(folder: Path):
 
 
 def run_r1(trainer: GRPOTrainer, steps: int) -> dict:
-    step_s, gen, lengths = [], [], []
+    step_s, gen, wait, lengths = [], [], [], []
     for _ in range(steps):
         t = time.perf_counter()
         m = trainer.train_step()
         step_s.append(time.perf_counter() - t)
         gen.append((m["time/rollout_s"], m["rollout/tokens_per_s"] * m["time/rollout_s"]))
+        wait.append(m["time/rollout_wait_s"])
         lengths.append(m["completions/mean_length"])
-    return {"step_s": step_s, "gen": gen, "mean_length": lengths}
+    trainer.drain()  # async: the worker finishes the rollout it samples ahead now, not during TRL's round
+    return {"step_s": step_s, "gen": gen, "wait": wait, "mean_length": lengths}
 
 
 def summarize(runs: list[dict]) -> dict:
     """Medians over every round's steps after its first (warm-up)."""
     steps = [s for r in runs for s in r["step_s"][1:]]
     gens = [g for r in runs for g in r["gen"][1:]]
+    waits = [w for r in runs for w in r["wait"][1:]]
     lengths = [x for r in runs for x in r["mean_length"][1:]]
     gen_s = [g[0] for g in gens]
     med = statistics.median(steps)
     return {"steps": len(steps), "step_s_median": med, "steps_per_min": 60.0 / med,
             "rollout_tokens_per_s": sum(g[1] for g in gens) / sum(gen_s),
-            "gen_s_median": statistics.median(gen_s), "train_s_median": statistics.median(
-                [s - g for s, g in zip(steps, gen_s)]),
+            "gen_s_median": statistics.median(gen_s), "wait_s_median": statistics.median(waits),
+            # the step minus the time it waited for its rollout (= generation when synchronous)
+            "train_s_median": statistics.median([s - w for s, w in zip(steps, waits)]),
             "mean_completion_length": sum(lengths) / len(lengths), "step_s_all": steps}
 
 
@@ -198,29 +210,58 @@ def bench_arch(a: argparse.Namespace, arch: str, policy: str | None, tmp: Path) 
                         max_completion_length=a.max_completion, loss_type="dapo", beta=0.0, num_iterations=1,
                         scale_rewards="group", temperature=1.0),
         data=GRPODataConfig(mode="r1_zero"))
-    ours = GRPOTrainer(cfg, tokenizer=tok, records=records, reward_funcs=rewards)
+    r1_threads = [int(x) for x in a.r1_threads.split(",")]
+    # one trainer per row: (name, trainer, torch threads while it runs)
+    ours = [(f"r1 {n} thread{'s' if n > 1 else ''}", GRPOTrainer(dataclasses.replace(
+        cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp / f"r1-{arch}-{n}"))), tokenizer=tok, records=records,
+        reward_funcs=rewards), n) for n in r1_threads]
+    if a.async_rollouts:
+        acfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out_dir=str(tmp / f"r1-async-{arch}")),
+                                   grpo=dataclasses.replace(cfg.grpo, async_rollouts=True, rollout_threads=a.threads))
+        ours.append((f"r1 async, {a.threads} + {a.threads} thread{'s' if a.threads > 1 else ''}",
+                     GRPOTrainer(acfg, tokenizer=tok, records=records, reward_funcs=rewards), a.threads))
     trl_model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    trl_threads = [int(x) for x in a.trl_threads.split(",")]
     load0 = os.getloadavg()
-    r1_runs, trl_runs = [], []
+    runs: dict[str, list[dict]] = {}
     t0 = time.time()
-    for rnd in range(a.rounds):
-        r1_runs.append(run_r1(ours, a.steps))
-        print(f"{arch} round {rnd + 1}: r1  s/step {['%.2f' % x for x in r1_runs[-1]['step_s']]}", flush=True)
-        trl_runs.append(run_trl(folder, trl_model, tok, records, rewards, a, a.steps, tmp / f"trl-{arch}-{rnd}"))
-        print(f"{arch} round {rnd + 1}: TRL s/step {['%.2f' % x for x in trl_runs[-1]['step_s']]}", flush=True)
-    ours_s, trl_s = summarize(r1_runs), summarize(trl_runs)
-    c = ours.policy.config
+    try:
+        for rnd in range(a.rounds):
+            for name, trainer, n in ours:
+                torch.set_num_threads(n)
+                runs.setdefault(name, []).append(run_r1(trainer, a.steps))
+                torch.set_num_threads(a.threads)
+                print(f"{arch} round {rnd + 1}: {name} s/step {['%.2f' % x for x in runs[name][-1]['step_s']]}",
+                      flush=True)
+            for n in trl_threads:
+                name = f"TRL {n} thread{'s' if n > 1 else ''}"
+                torch.set_num_threads(n)
+                runs.setdefault(name, []).append(run_trl(folder, trl_model, tok, records, rewards, a, a.steps,
+                                                         tmp / f"trl-{arch}-{rnd}-{n}"))
+                torch.set_num_threads(a.threads)
+                print(f"{arch} round {rnd + 1}: {name} s/step {['%.2f' % x for x in runs[name][-1]['step_s']]}",
+                      flush=True)
+    finally:
+        for _, trainer, _ in ours:
+            trainer.close()
+    summary = {name: summarize(r) for name, r in runs.items()}
+    best_trl = max((k for k in summary if k.startswith("TRL")), key=lambda k: summary[k]["steps_per_min"])
+    trl_s = summary[best_trl]
+    c = ours[0][1].policy.config
     return {
         "load_average_start": load0, "load_average_end": os.getloadavg(), "wall_s": time.time() - t0,
         "setup": {"arch": arch, "hidden": c.hidden_size, "layers": c.num_hidden_layers, "vocab": tok.vocab_size,
                   "experts": (f"{c.n_routed_experts} routed ({c.num_experts_per_tok} active) + "
                               f"{c.n_shared_experts} shared") if c.n_routed_experts else None,
-                  "params": sum(p.numel() for p in ours.policy.parameters()), "policy": policy or "built",
+                  "params": sum(p.numel() for p in ours[0][1].policy.parameters()), "policy": policy or "built",
                   "sft_steps": 0 if policy else a.sft_steps,
                   "prompt_tokens": statistics.mean(len(tok.encode(r["prompt"])) for r in records[:64])},
-        "r1": ours_s, "trl": trl_s,
-        "speedup_steps": ours_s["steps_per_min"] / trl_s["steps_per_min"],
-        "speedup_rollout": ours_s["rollout_tokens_per_s"] / trl_s["rollout_tokens_per_s"],
+        "trainers": summary, "best_trl": best_trl,
+        # each r1 row against the fastest TRL row
+        "speedup_steps": {k: v["steps_per_min"] / trl_s["steps_per_min"] for k, v in summary.items()
+                          if not k.startswith("TRL")},
+        "speedup_rollout": {k: v["rollout_tokens_per_s"] / trl_s["rollout_tokens_per_s"] for k, v in summary.items()
+                            if not k.startswith("TRL")},
     }
 
 
@@ -240,8 +281,13 @@ def main() -> int:
     ap.add_argument("--sft-steps", type=int, default=300,
                     help="R1-Zero-format SFT steps before GRPO (0 = random policy)")
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads for both trainers (1: a tiny model's ops are too small to split, and on a "
-                         "shared machine the thread pool's barrier waits slow every op down)")
+                    help="torch threads of the async row's trainer and of its worker each, and for the policy build")
+    ap.add_argument("--no-async", dest="async_rollouts", action="store_false",
+                    help="leave out the r1 row with grpo.async_rollouts (a worker process samples the next step "
+                         "while this one trains, with --threads threads of its own)")
+    ap.add_argument("--r1-threads", default="1,2", help="r1 rows (synchronous), one per torch thread count")
+    ap.add_argument("--trl-threads", default="1,2",
+                    help="TRL rows, one per torch thread count (r1's ratio is taken against the fastest)")
     ap.add_argument("--output", default=str(ROOT / "results" / "grpo.json"))
     a = ap.parse_args()
     archs = [x.strip() for x in a.arch.split(",") if x.strip()]
@@ -272,20 +318,22 @@ def main() -> int:
     Path(a.output).write_text(json.dumps(result, indent=2))
     print(f"\nGRPO on {result['device']}; G={a.G}, {a.prompts} prompts/step, max_completion_length="
           f"{a.max_completion}; median s/step over {a.rounds} rounds x {a.steps - 1} timed steps per trainer\n")
-    print("| model | trainer | s/step | steps/min | rollout tokens/s | generation s/step | training s/step "
-          "| mean completion length | load avg |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | trainer | s/step | steps/min | rollout tokens/s | generation s/step | waited for rollout "
+          "s/step | rest of step s | mean completion length | load avg |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for run in runs:
         st = run["setup"]
         model = f"{st['arch']} {st['params'] / 1e6:.2f}M"
         load = f"{run['load_average_start'][0]:.1f}-{run['load_average_end'][0]:.1f}"
-        for name, s in (("r1", run["r1"]), (f"TRL {trl.__version__}", run["trl"])):
-            print(f"| {model} | {name} | {s['step_s_median']:.2f} | {s['steps_per_min']:.1f} | "
-                  f"{s['rollout_tokens_per_s']:.0f} | {s['gen_s_median']:.2f} | {s['train_s_median']:.2f} | "
-                  f"{s['mean_completion_length']:.1f} | {load} |")
+        for name, s in run["trainers"].items():
+            label = name.replace("TRL", f"TRL {trl.__version__},")
+            print(f"| {model} | {label} | {s['step_s_median']:.2f} | {s['steps_per_min']:.1f} | "
+                  f"{s['rollout_tokens_per_s']:.0f} | {s['gen_s_median']:.2f} | {s['wait_s_median']:.2f} | "
+                  f"{s['train_s_median']:.2f} | {s['mean_completion_length']:.1f} | {load} |")
     for run in runs:
-        print(f"{run['setup']['arch']}: r1 / TRL = {run['speedup_steps']:.2f}x steps/min, "
-              f"{run['speedup_rollout']:.2f}x rollout tokens/s")
+        for name, x in run["speedup_steps"].items():
+            print(f"{run['setup']['arch']}: {name} / {run['best_trl']} = {x:.2f}x steps/min, "
+                  f"{run['speedup_rollout'][name]:.2f}x rollout tokens/s")
     print(f"wrote {a.output}")
     return 0
 

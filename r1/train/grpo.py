@@ -400,6 +400,13 @@ class GRPOTrainer:
                                         g.rollout_threads or max(1, torch.get_num_threads() // 2))
         return self.worker
 
+    def drain(self) -> None:
+        """Wait for the rollout the worker is sampling ahead and keep it for the next step, so
+        the worker sits idle (before a save, or before something else needs the CPU)."""
+        if self._inflight is not None:
+            idx, self._inflight = self._inflight, None
+            self._ready = (idx, self.worker.result([self.records[i] for i in idx]))
+
     def close(self) -> None:
         """Stop the rollout worker (asynchronous rollouts); the trainer cannot sample afterwards."""
         if self.worker is not None:
@@ -581,9 +588,7 @@ class GRPOTrainer:
     def save(self) -> Path:
         # Asynchronous rollouts: the next step's rollout, sampled by weights older than the ones
         # saved here, goes into the checkpoint -- a resumed run could not sample it again.
-        if self._inflight is not None:
-            idx, self._inflight = self._inflight, None
-            self._ready = (idx, self.worker.result([self.records[i] for i in idx]))
+        self.drain()
         rank_state = None
         if self._ready is not None:
             idx, ro = self._ready
