@@ -17,6 +17,7 @@ import torch
 from r1.engine.compiled import CompiledDecode, compile_blocker
 from r1.engine.kv_cache import BlockManager, PagedKVCache
 from r1.engine.linear import use_engine_linears
+from r1.engine.moe import use_engine_moe
 from r1.engine.runner import ModelRunner
 from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_logprobs
 from r1.engine.speculative import draw, target_probs, verify
@@ -122,6 +123,7 @@ class LLMEngine:
         self.cache = PagedKVCache(num_blocks, config.block_size, device, config.kv_cache_dtype)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
         use_engine_linears(model)  # oneDNN-packed fp32 weights for inference (r1/engine/linear.py)
+        use_engine_moe(model)  # small batches: all experts in two matmuls (r1/engine/moe.py)
         if compiled is not None and compiled.model is not model:
             raise ValueError("compiled= was made for another model")
         self.compile_skipped = None  # why compile=True was not honoured
@@ -264,7 +266,8 @@ class LLMEngine:
             self._draft(mtp_rows, hidden)
         if spec:
             self._judge_speculation()
-        return [self._output(req) for req in touched.values()]
+        return [self._output(req) for req in touched.values()
+                if req.params.output_kind == "cumulative" or all(q.is_finished for q in req.seqs)]
 
     def _judge_speculation(self) -> None:
         """Stop drafting for good once enough drafts show it does not pay (see EngineConfig).

@@ -32,6 +32,12 @@ class SamplingParams:
     include_stop_str_in_output: bool = False
     skip_special_tokens: bool = True  # False keeps e.g. tool-call tokens in the text
     logits_processors: list[LogitsProcessor] = field(default_factory=list)
+    # vLLM's RequestOutputKind: "cumulative" = an output at every step the request advances (what
+    # streaming reads); "final_only" = one output, when it finishes -- what a trainer reads. Each
+    # cumulative output copies the sample's tokens (and logprobs) so far; cProfile put a tenth of
+    # a GRPO rollout there, but interleaved timings without the profiler showed no difference
+    # beyond the machine's noise (0.62-0.69 vs 0.64-0.71 s a rollout).
+    output_kind: str = "cumulative"
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -50,6 +56,8 @@ class SamplingParams:
             (-2 <= self.frequency_penalty <= 2, f"frequency_penalty must be in [-2, 2], got {self.frequency_penalty}"),
             (self.thinking_budget is None or self.thinking_budget >= 0,
              f"thinking_budget must be >= 0, got {self.thinking_budget}"),
+            (self.output_kind in ("cumulative", "final_only"),
+             f"output_kind must be 'cumulative' or 'final_only', got {self.output_kind!r}"),
             (all(callable(f) for f in self.logits_processors),
              "logits_processors must be callables (output_ids, logits) -> logits"),
         ]

@@ -102,7 +102,7 @@ def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], rec
     for g, ids in enumerate(prompt_ids):
         sp = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_completion_length,
                             n=G, seed=None if seeds is None else seeds[g], stop_token_ids=eos,
-                            logprobs=0 if logprobs else None)
+                            logprobs=0 if logprobs else None, output_kind="final_only")
         engine.add_request(f"g{g}", ids, sp, think_in_prompt=False)
         # The Sequence objects know which EOS ended each sample (the public output drops it).
         seqs.append(engine.requests[f"g{g}"].seqs)

@@ -1,0 +1,66 @@
+"""EngineMoE's stacked small-batch path against the routed reference (MoE.forward)."""
+import pytest
+import torch
+
+from r1.config import preset
+from r1.engine.moe import EngineMoE, use_engine_moe
+from r1.model.deepseek import MoE
+
+
+def moe(shared: int = 1, experts: int = 8, hidden: int = 64, inter: int = 32, seed: int = 0) -> MoE:
+    torch.manual_seed(seed)
+    m = MoE(preset("tiny-deepseek", hidden_size=hidden, moe_intermediate_size=inter, n_routed_experts=experts,
+                   n_shared_experts=shared))
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    m.gate.e_score_correction_bias.normal_(std=0.1)  # routing with a balancing bias, as trained
+    return m.eval()
+
+
+@pytest.mark.parametrize("shared", [0, 1, 2])
+@pytest.mark.parametrize("n", [1, 5, 32])
+def test_stacked_path_equals_the_routed_loop(shared, n):
+    ref = moe(shared)
+    fast = moe(shared)
+    assert use_engine_moe(fast) == 1 and type(fast) is EngineMoE
+    x = torch.randn(2, n, 64)
+    with torch.inference_mode():
+        want, got = ref(x), fast(x)
+    assert fast.__dict__["_stacked_weights"][1] is not None  # the stacked path ran
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert torch.equal(fast.last_expert_load, ref.last_expert_load)
+    assert list(fast.state_dict()) == list(ref.state_dict())  # same names: checkpoints load either way
+
+
+def test_follows_in_place_weight_updates_and_trains_on_the_reference():
+    m = moe()
+    use_engine_moe(m)
+    x = torch.randn(4, 64)
+    with torch.inference_mode():
+        before = m(x)
+    with torch.no_grad():
+        m.experts[3].down_proj.weight.add_(1.0)
+        m.shared_experts.up_proj.weight.mul_(2.0)
+    with torch.inference_mode():
+        after = m(x)
+        want = MoE.forward(m, x)
+    torch.testing.assert_close(after, want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(after, before)
+    m.train()
+    m(x).sum().backward()  # grad enabled: the routed loop, whose gradients reach the routed experts
+    assert m.shared_experts.down_proj.weight.grad is not None
+
+
+def test_large_batches_and_large_experts_take_the_routed_loop():
+    m = moe()
+    use_engine_moe(m)
+    with torch.inference_mode():
+        x = torch.randn(EngineMoE.max_tokens_x_experts // m.n_experts + 1, 64)
+        torch.testing.assert_close(m(x), MoE.forward(m, x))
+    assert "_stacked_weights" not in m.__dict__  # too many tokens: never stacked
+    big = moe(experts=16, hidden=256, inter=128)  # 6.7 MB of expert weights: stacking does not pay
+    use_engine_moe(big)
+    with torch.inference_mode():
+        x = torch.randn(2, 256)
+        torch.testing.assert_close(big(x), MoE.forward(big, x))
+    assert big.__dict__["_stacked_weights"][1] is None
