@@ -286,3 +286,18 @@ def test_smollm2_gguf_tokens_match_transformers(smollm2):
         assert ids == peer.encode(text, add_special_tokens=False), text
         assert ours.decode(ids) == peer.decode(ids, skip_special_tokens=True)
         _check_stream(ours, ids)
+
+
+def test_tokenizer_pickles_after_rendering_a_template():
+    """The GRPO rollout worker receives the tokenizer by pickle; a rendered template (a compiled
+    jinja2 function in the cache) must not stop that."""
+    import pickle
+
+    from r1.train.tokenizer_train import train_bpe
+
+    tok = train_bpe(["hello world, a few words to learn from"] * 4, vocab_size=300)
+    tok.chat_templates = {"default": "{% for m in messages %}{{ m['content'] }}{% endfor %}"}
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}]) == "hi"
+    again = pickle.loads(pickle.dumps(tok))
+    assert again.apply_chat_template([{"role": "user", "content": "yo"}]) == "yo"
+    assert again.encode("hello world") == tok.encode("hello world")

@@ -83,9 +83,10 @@ def test_left_padded_batch_equals_single(pair):
     mask = torch.ones_like(batch)
     mask[1, :4] = 0
     with torch.no_grad():
-        got = model(batch, attention_mask=mask)
-        assert (got[0] - model(a)[0]).abs().max() < 1e-4
-        assert (got[1, 4:] - model(b)[0]).abs().max() < 1e-4, kind
+        for ffn_real_only in (False, True):  # True: the feed-forward skips the padding positions
+            got = model(batch, attention_mask=mask, ffn_real_only=ffn_real_only)
+            assert (got[0] - model(a)[0]).abs().max() < 1e-4
+            assert (got[1, 4:] - model(b)[0]).abs().max() < 1e-4, kind
 
 
 def test_roundtrip_r1_saves_transformers_loads(pair, tmp_path):

@@ -141,8 +141,9 @@ def test_step_logs_everything_and_masks_truncated(tok, tmp_path):
 
 @pytest.mark.parametrize("arch", ["tiny-qwen2", "tiny-deepseek"])
 def test_shared_prompt_forward_equals_row_by_row(arch):
-    """The fast path (prompts once, completions against their cached entries with autograd)
-    gives the same logits and gradients as full [prompt + completion] rows."""
+    """The fast path (prompts once, completions against their cached entries with autograd; then
+    also only the real tokens' logits, and completions in length-sorted passes) gives the same
+    logits and gradients as full [prompt + completion] rows."""
     from r1.train.grpo_forward import GroupedLM
     from r1.train.rollout import pad_left, pad_right
 
@@ -156,17 +157,22 @@ def test_shared_prompt_forward_equals_row_by_row(arch):
     c_ids, c_mask = pad_right(comps, 0)
     model = GroupedLM(lm)
     grads = []
-    for shared in (True, False):
+    for shared, packed, buckets in ((False, False, 1), (True, False, 1), (True, True, 1), (True, True, 3)):
         lm.zero_grad()
-        logits = model(p_ids, p_mask, c_ids, c_mask, rows, shared=shared)
+        logits = model(p_ids, p_mask, c_ids, c_mask, rows, shared=shared, packed=packed, buckets=buckets)
+        if packed:  # only the real tokens' logits, scattered back to (b, C, V) to compare
+            flat, where = logits
+            logits = flat.new_zeros(c_ids.numel(), flat.shape[-1]).index_copy(0, where, flat).view(*c_ids.shape, -1)
+            assert sorted(where.tolist()) == c_mask.reshape(-1).nonzero().squeeze(1).tolist()
         (logits.log_softmax(-1)[..., :40] * c_mask[..., None]).sum().backward()
         grads.append((logits.detach(), [p.grad.clone() for p in lm.parameters() if p.grad is not None]))
-    (la, ga), (lb, gb) = grads
+    (la, ga), rest = grads[0], grads[1:]  # the row-by-row reference first
     m = c_mask.bool()
-    assert torch.allclose(la[m], lb[m], atol=1e-5)
-    assert len(ga) == len(gb)
-    for x, y in zip(ga, gb):
-        assert (x - y).abs().max() <= 1e-5 * max(1.0, y.abs().max()), ((x - y).abs().max(), y.abs().max())
+    for lb, gb in rest:
+        assert torch.allclose(la[m], lb[m], atol=1e-5)
+        assert len(ga) == len(gb)
+        for x, y in zip(ga, gb):
+            assert (x - y).abs().max() <= 1e-5 * max(1.0, y.abs().max()), ((x - y).abs().max(), y.abs().max())
 
 
 def test_grpo_learns_a_simple_reward(tok, tmp_path):
@@ -358,7 +364,7 @@ def test_async_rollouts_lag_one_update_and_report_worker_errors(tok, tmp_path):
         ro, _, _ = tr._rollout(2)
         mb = tr._micro_batches(ro, torch.ones(len(ro.completion_ids)))[0]
         with torch.no_grad():
-            now = token_logps(tr._forward(tr.model, mb), mb["completion_ids"])
+            now = tr._logps(tr.model, mb)
         mask = mb["completion_mask"].bool()
         assert not torch.allclose(now[mask], mb["old_logps"][mask], atol=1e-4)
     finally:

@@ -79,7 +79,7 @@ class Tokenizer:
         for name, source in self.chat_templates.items():
             if not isinstance(source, str):
                 raise TypeError(f"{origin}: chat template {name!r} must be a string, got {type(source).__name__}")
-        self._compiled: dict[str, ChatTemplate] = {}
+        self._compiled: dict[str, ChatTemplate] = {}  # a cache; compiled templates do not pickle
 
         stop: list[int] = []
         for tid in [self.eos_token_id, *extra_eos_token_ids, *self._end_of_turn_ids(vocab)]:
@@ -93,6 +93,11 @@ class Tokenizer:
         self._special_ids = frozenset(
             i for i, t in backend.get_added_tokens_decoder().items() if t.special
         )
+
+    def __getstate__(self) -> dict:
+        """Picklable (a trainer hands its tokenizer to the rollout worker process): without the
+        compiled-template cache, which holds jinja2's generated functions."""
+        return {**self.__dict__, "_compiled": {}}
 
     def _end_of_turn_ids(self, vocab: Mapping[str, int]) -> list[int]:
         text = "\n".join(self.chat_templates.values())

@@ -24,6 +24,9 @@ class AttnContext:
     sin: torch.Tensor  # (b, s, r/2)
     mask: torch.Tensor  # (b, 1, s, t) bool, True = may attend
     cache: KVCache | None
+    # (n,) flat indices into (b*s) of the real tokens when the batch is padded, else None: the
+    # feed-forward half of each layer runs on those only (see DecoderLayer)
+    tokens: torch.Tensor | None = None
 
 
 class DecoderLayer(nn.Module):
@@ -36,7 +39,15 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: AttnContext) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), ctx)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        if ctx.tokens is None:
+            return x + self.mlp(self.post_attention_layernorm(x))
+        # Padded batch: the feed-forward (two thirds of a dense layer's matmuls, and the MoE
+        # routing) runs on the real tokens only. Attention keeps the padded (b, s) layout; a
+        # padding position's hidden state is never read by a real token (it is masked as a key)
+        # and its output is not used, so skipping its feed-forward changes no real output.
+        flat = x.reshape(-1, x.shape[-1])  # (b*s, D)
+        h = flat.index_select(0, ctx.tokens)  # (n, D)
+        return flat.index_add(0, ctx.tokens, self.mlp(self.post_attention_layernorm(h))).view(x.shape)
 
 
 class Backbone(nn.Module):
@@ -68,7 +79,8 @@ class CausalLM(nn.Module, abc.ABC):
         """The feed-forward module of layer i."""
 
     def context(self, input_ids: torch.Tensor, positions: torch.Tensor | None,
-                attention_mask: torch.Tensor | None, cache: KVCache | None) -> tuple[AttnContext, torch.Tensor]:
+                attention_mask: torch.Tensor | None, cache: KVCache | None,
+                ffn_real_only: bool = False) -> tuple[AttnContext, torch.Tensor]:
         b, s = input_ids.shape
         if positions is None:
             if attention_mask is not None:
@@ -79,33 +91,44 @@ class CausalLM(nn.Module, abc.ABC):
         new_key_pos = positions if attention_mask is None else positions.masked_fill(attention_mask == 0, PAD_POS)
         key_pos = cache.begin(positions, new_key_pos) if cache is not None else new_key_pos
         cos, sin = self.rotary(positions, self.model.embed_tokens.weight.dtype)
-        return AttnContext(cos, sin, attention_allowed(key_pos, positions), cache), positions
+        tokens = None
+        if ffn_real_only and attention_mask is not None and not bool(attention_mask.all()):
+            tokens = attention_mask.reshape(-1).nonzero().squeeze(1)
+        return AttnContext(cos, sin, attention_allowed(key_pos, positions), cache, tokens), positions
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, cache: KVCache | None = None,
-                last_only: bool = False, return_hidden: bool = False, logits_at: torch.Tensor | None = None):
+                last_only: bool = False, return_hidden: bool = False, logits_at: torch.Tensor | None = None,
+                logits_flat: torch.Tensor | None = None, ffn_real_only: bool = False):
         """input_ids (b, s) -> logits (b, s, vocab); (b, 1, vocab) with last_only, or with
         logits_at (b,) / (b, m) the logits of chosen positions per row (the head is the costliest
-        matmul of a small model, so prefill only pays for the rows that are sampled).
+        matmul of a small model, so prefill only pays for the rows that are sampled), or with
+        logits_flat (n,) -- flat indices into (b*s) -- the logits at those positions, (n, vocab).
+        ffn_real_only: with an attention_mask that has padding, run each layer's feed-forward on
+        the real tokens only (DecoderLayer). Off by default: the pretraining balance losses read
+        every position's routing in (b, s) layout.
 
         positions (b, s) default to 0.. (or continue the cache); attention_mask (b, s) marks
         real tokens of a left-padded batch. return_hidden also returns the final hidden states
         before the norm (b, s, D), which the MTP modules consume.
         """
-        ctx, _ = self.context(input_ids, positions, attention_mask, cache)
+        ctx, _ = self.context(input_ids, positions, attention_mask, cache, ffn_real_only)
         h = self.model.embed_tokens(input_ids)
         for layer in self.model.layers:
             h = layer(h, ctx)
         if cache is not None:
             cache.commit()
-        logits = self.head(h, last_only, logits_at)
+        logits = self.head(h, last_only, logits_at, logits_flat=logits_flat)
         return (logits, h) if return_hidden else logits
 
     def head(self, h: torch.Tensor, last_only: bool = False, logits_at: torch.Tensor | None = None,
-             norm: nn.Module | None = None) -> torch.Tensor:
+             norm: nn.Module | None = None, logits_flat: torch.Tensor | None = None) -> torch.Tensor:
         """Final norm + output projection, only at the positions that need logits.
-        logits_at: (b,) one position per row -> (b, 1, V); (b, m) several -> (b, m, V)."""
-        if logits_at is not None:
+        logits_at: (b,) one position per row -> (b, 1, V); (b, m) several -> (b, m, V).
+        logits_flat: (n,) flat indices into (b*s) -> (n, V)."""
+        if logits_flat is not None:
+            h = h.reshape(-1, h.shape[-1]).index_select(0, logits_flat)
+        elif logits_at is not None:
             idx = logits_at if logits_at.dim() == 2 else logits_at[:, None]
             h = torch.gather(h, 1, idx[..., None].expand(-1, -1, h.shape[-1]))
         elif last_only:

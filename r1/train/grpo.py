@@ -106,6 +106,11 @@ class GRPOConfig:
     # which the clipped ratio corrects with the sampling policy's own log-probs (rollout_worker.py).
     async_rollouts: bool = False
     rollout_threads: int = 0  # the worker's torch threads; 0 = half of this process's, at least 1
+    # The training forward runs a micro-batch's completions sorted by length in this many passes,
+    # each padded to its own longest row (1 = one pass padded to the longest of all). Measured
+    # on bench/grpo.py's Qwen2 policy (one fixed rollout of 32 completions, max_completion_length
+    # 192, 1 thread): a training step took 0.53 s with 1, 0.48 with 2, 0.45-0.46 with 4, 6 or 8.
+    length_buckets: int = 4
 
     def __post_init__(self) -> None:
         def need(ok: bool, msg: str) -> None:
@@ -134,6 +139,7 @@ class GRPOConfig:
         need(not (self.async_rollouts and self.dynamic_sampling),
              "grpo.async_rollouts samples one draw ahead, and dynamic_sampling decides on further draws only "
              "after scoring: use one of them")
+        need(self.length_buckets >= 1, f"grpo.length_buckets must be >= 1, got {self.length_buckets}")
         need(self.rollout_threads >= 0, f"grpo.rollout_threads must be >= 0 (0 = auto), got {self.rollout_threads}")
         need(bool(self.reward_funcs), "grpo.reward_funcs is empty; name at least one of " + ", ".join(REWARDS))
         bad = [r for r in self.reward_funcs if r not in REWARDS]
@@ -449,14 +455,21 @@ class GRPOTrainer:
                 out[-1]["old_logps"] = sampled.to(dev)
         return out
 
-    @staticmethod
-    def _forward(model, mb: dict[str, Any]) -> torch.Tensor:
-        """(b, C, V) logits; [:, t] predicts completion token t (see grpo_forward.py)."""
-        return model(mb["prompt_ids"], mb["prompt_mask"], mb["completion_ids"], mb["completion_mask"], mb["rows"])
+    def _logps(self, model, mb: dict[str, Any], with_entropy: bool = False):
+        """log pi(token) (b, C) of every completion token, 0 at padding (and, with_entropy, each
+        position's entropy, detached). The forward computes logits only where a real token is
+        predicted (GroupedLM packed=True); they are scattered back to (b, C) here."""
+        logits, where = model(mb["prompt_ids"], mb["prompt_mask"], mb["completion_ids"], mb["completion_mask"],
+                              mb["rows"], packed=True, buckets=self.cfg.grpo.length_buckets)  # (n, V), (n,)
+        targets = mb["completion_ids"].reshape(-1).index_select(0, where)
+        out = token_logps(logits, targets, self.cfg.grpo.temperature, with_entropy=with_entropy)
+        b, C = mb["completion_ids"].shape
+        scatter = lambda x: x.new_zeros(b * C).index_copy(0, where, x).view(b, C)  # noqa: E731
+        return tuple(map(scatter, out)) if with_entropy else scatter(out)
 
     @torch.no_grad()
     def _ref_logps(self, mb: dict[str, Any]) -> torch.Tensor:
-        return token_logps(self._forward(GroupedLM(self.ref), mb), mb["completion_ids"], self.cfg.grpo.temperature)
+        return self._logps(GroupedLM(self.ref), mb)
 
     def train_step(self) -> dict[str, float]:
         """One generation batch and its mu policy updates; returns the logged metrics."""
@@ -488,8 +501,7 @@ class GRPOTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             for k, mb in enumerate(mbs):
                 with no_sync(self.model, k == len(mbs) - 1):
-                    logits = self._forward(self.model, mb)
-                    logps, ent = token_logps(logits, mb["completion_ids"], g.temperature, with_entropy=True)
+                    logps, ent = self._logps(self.model, mb, with_entropy=True)
                     if it == 0 and g.num_iterations > 1 and ro.logps is None:
                         # pi_old is the policy before this batch's first update -- which is the
                         # policy of iteration 0 itself (no update happens until all its

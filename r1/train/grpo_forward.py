@@ -52,6 +52,12 @@ class PrefixCache:
             self.prefix_pos = self._pos
             self.length = self._pos.shape[1]
 
+    def for_rows(self, sel: torch.Tensor) -> "PrefixCache":
+        """After pass 1: the same prompt entries for a subset `sel` of the completion rows."""
+        view = PrefixCache(self.rows.index_select(0, sel))
+        view.prefix, view.prefix_pos, view.length = self.prefix, self.prefix_pos, self.length
+        return view
+
 
 class GroupedLM(nn.Module):
     """Wraps a CausalLM: forward(...) -> logits (b, C, V) where [:, t] predicts completion token t."""
@@ -62,9 +68,17 @@ class GroupedLM(nn.Module):
         self.config = lm.config  # what dist.wrap_model and checkpoints look for
 
     def forward(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-                completion_mask: torch.Tensor, rows: torch.Tensor, shared: bool = True) -> torch.Tensor:
+                completion_mask: torch.Tensor, rows: torch.Tensor, shared: bool = True,
+                packed: bool = False, buckets: int = 1) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """prompt_ids/mask (u, P) left-padded; completion_ids/mask (b, C) right-padded; rows (b,)
-        maps completion rows to prompts. shared=False is the reference: full rows, prompt repeated."""
+        maps completion rows to prompts. shared=False is the reference: full rows, prompt repeated.
+
+        packed=True: only the logits that predict a real completion token (the head and the
+        log-softmax over padding are pure waste), as (logits (n, V), where (n,)): `where` are the
+        flat indices into (b*C) of the tokens they predict. With buckets > 1 the completion rows,
+        sorted by length, run in that many passes, each padded only to its own longest row:
+        attention and the attention projections work on the padded (rows, width) layout, so on
+        completions of varied length most of the padding goes."""
         b, C = completion_ids.shape
         P = prompt_ids.shape[1]
         if not shared:
@@ -75,12 +89,34 @@ class GroupedLM(nn.Module):
         cache = PrefixCache(rows)
         pos = positions_from_mask(prompt_mask)
         last = torch.full((prompt_ids.shape[0],), P - 1, device=prompt_ids.device)
-        first = self.lm(prompt_ids, positions=pos, attention_mask=prompt_mask, cache=cache, logits_at=last)  # (u, 1, V)
-        first = first.index_select(0, rows)
-        if C == 1:
+        first = self.lm(prompt_ids, positions=pos, attention_mask=prompt_mask, cache=cache, logits_at=last,
+                        ffn_real_only=packed)  # (u, 1, V)
+        first = first.index_select(0, rows)  # (b, 1, V): predicts completion token 0
+        if packed:
+            row0 = completion_mask[:, 0].nonzero().squeeze(1)  # rows whose token 0 is real
+            first = first[:, 0].index_select(0, row0)  # (n0, V)
+            if C == 1:
+                return first, row0 * C
+        elif C == 1:
             return first
         start = prompt_mask.sum(1).index_select(0, rows)  # each row's prompt length = its first position
         cpos = start[:, None] + torch.arange(C, device=completion_ids.device)  # (b, C)
+        if packed:
+            logits, where = [first], [row0 * C]
+            lengths = completion_mask.sum(1)
+            order = lengths.argsort() if buckets > 1 else torch.arange(b, device=lengths.device)
+            for sel in order.tensor_split(min(buckets, b)):  # (b_k,) rows of one pass
+                width = int(lengths.index_select(0, sel).max())
+                if width < 2:  # no token beyond the first, which the prompt pass predicted
+                    continue
+                mask = completion_mask.index_select(0, sel)[:, :width]
+                r, t = mask[:, 1:].nonzero(as_tuple=True)  # the real tokens 1..: (r, t + 1)
+                logits.append(self.lm(completion_ids.index_select(0, sel)[:, :width],
+                                      positions=cpos.index_select(0, sel)[:, :width], attention_mask=mask,
+                                      cache=cache.for_rows(sel), logits_flat=r * width + t,  # t predicts t + 1
+                                      ffn_real_only=True))
+                where.append(sel.index_select(0, r) * C + t + 1)
+            return torch.cat(logits), torch.cat(where)
         at = torch.arange(C - 1, device=completion_ids.device).expand(b, C - 1)
         rest = self.lm(completion_ids, positions=cpos, attention_mask=completion_mask, cache=cache, logits_at=at)
         return torch.cat([first, rest], 1)  # (b, C, V)
