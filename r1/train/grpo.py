@@ -39,7 +39,7 @@ from r1.train.grpo_loss import LOSS_TYPES, SCALE_REWARDS, group_advantages, grpo
 from r1.train.logging import MetricsLogger, TrainProgress
 from r1.train.loop import NonFiniteError, export_final, setup_determinism
 from r1.train.optim import build_optimizer
-from r1.train.rollout import Rollout, generate_groups, pad_left, pad_right, rollout_seed, score
+from r1.train.rollout import Rollout, generate_groups, micro_batches, rollout_seed, score
 from r1.train.rollout_worker import RolloutWorker
 from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
 
@@ -311,8 +311,7 @@ class GRPOTrainer:
         ahead = (self.ckpt.read_rank_state(latest) or {}).get("next_rollout")
         if ahead:  # asynchronous run: the next step's rollout was sampled before the save
             idx = ahead["idx"]
-            self._ready = (idx, Rollout(self.cfg.grpo.num_generations, records=[self.records[i] for i in idx],
-                                        **ahead["rollout"]))
+            self._ready = (idx, Rollout.from_state(ahead["rollout"], [self.records[i] for i in idx]))
         return True
 
     def _model_files(self) -> dict[str, str]:
@@ -425,35 +424,9 @@ class GRPOTrainer:
         return total.masked_fill(torch.isnan(per_func).all(1), float("nan"))
 
     def _micro_batches(self, ro: Rollout, adv: torch.Tensor) -> list[dict[str, Any]]:
-        """Consecutive rows, per_device_train_batch_size at a time; each micro-batch carries its
-        distinct prompts once (u, P) and its completions (b, C), with `rows` mapping b -> u."""
-        g, G, dev = self.cfg.grpo, ro.num_generations, self.dist.device
-        out = []
-        B = g.per_device_train_batch_size
-        for s in range(0, len(ro.completion_ids), B):
-            rows = list(range(s, min(s + B, len(ro.completion_ids))))
-            groups = sorted({r // G for r in rows})
-            p_ids, p_mask = pad_left([ro.prompt_ids[i] for i in groups], self.pad_id)
-            c_ids, c_mask = pad_right([ro.completion_ids[r] or [self.pad_id] for r in rows], self.pad_id)
-            for k, r in enumerate(rows):
-                if not ro.completion_ids[r]:
-                    c_mask[k] = 0
-            loss_mask = c_mask.clone().float()
-            if g.mask_truncated_completions:  # DAPO §3.4 overlong filtering
-                loss_mask *= torch.tensor([0.0 if ro.truncated[r] else 1.0 for r in rows])[:, None]
-            row_tokens = int(c_mask.sum()) + sum(len(ro.prompt_ids[r // G]) for r in rows)
-            sampled = None
-            if ro.logps is not None:  # asynchronous rollouts: pi_old is the policy that sampled them
-                sampled = torch.zeros(c_ids.shape)
-                for k, r in enumerate(rows):
-                    sampled[k, :len(ro.logps[r])] = torch.tensor(ro.logps[r])
-            out.append({"prompt_ids": p_ids.to(dev), "prompt_mask": p_mask.to(dev), "completion_ids": c_ids.to(dev),
-                        "completion_mask": c_mask.to(dev), "rows": torch.tensor([groups.index(r // G) for r in rows],
-                                                                                 device=dev),
-                        "loss_mask": loss_mask.to(dev), "advantages": adv[rows].to(dev), "row_tokens": row_tokens})
-            if sampled is not None:
-                out[-1]["old_logps"] = sampled.to(dev)
-        return out
+        g = self.cfg.grpo
+        return micro_batches(ro, adv, g.per_device_train_batch_size, self.pad_id, g.mask_truncated_completions,
+                             self.dist.device)
 
     def _logps(self, model, mb: dict[str, Any], with_entropy: bool = False):
         """log pi(token) (b, C) of every completion token, 0 at padding (and, with_entropy, each
@@ -604,10 +577,7 @@ class GRPOTrainer:
         rank_state = None
         if self._ready is not None:
             idx, ro = self._ready
-            rank_state = {"next_rollout": {"idx": idx, "rollout": {
-                "prompt_ids": ro.prompt_ids, "completion_ids": ro.completion_ids, "texts": ro.texts,
-                "truncated": ro.truncated, "logps": ro.logps, "gen_tokens": ro.gen_tokens,
-                "gen_seconds": ro.gen_seconds, "cached_prompt_tokens": ro.cached_prompt_tokens}}}
+            rank_state = {"next_rollout": {"idx": idx, "rollout": ro.state()}}
         # the bare policy: its parameter names are the checkpoint's (the DDP / GroupedLM wrappers add prefixes)
         return self.ckpt.save(self.step, self.policy, self.optimizer, self.scheduler,
                               data_state={"sampler": self.sampler.state_dict()}, model_files=self._model_files(),

@@ -53,6 +53,16 @@ class Rollout:
                        [self.records[g] for g in groups],
                        logps=None if self.logps is None else [self.logps[r] for r in rows])
 
+    def state(self) -> dict[str, Any]:
+        """Everything but the records, as JSON-able data (a checkpoint keeps a rollout sampled
+        ahead this way; Python's json writes floats exactly, so the log-probs round-trip)."""
+        return {k: getattr(self, k) for k in ("num_generations", "prompt_ids", "completion_ids", "texts", "truncated",
+                                               "gen_tokens", "gen_seconds", "cached_prompt_tokens", "logps")}
+
+    @staticmethod
+    def from_state(state: dict[str, Any], records: list[dict[str, Any]]) -> "Rollout":
+        return Rollout(records=list(records), **state)
+
     @staticmethod
     def concat(parts: list["Rollout"]) -> "Rollout":
         if not parts:
@@ -180,4 +190,39 @@ def score(rollout: Rollout, reward_funcs: list, prompts: list[Any] | None = None
         for i, v in enumerate(values):
             if v is not None:
                 out[i, j] = float(v)
+    return out
+
+
+def micro_batches(ro: Rollout, adv: torch.Tensor, batch_size: int, pad_id: int, mask_truncated: bool,
+                  device: torch.device | str = "cpu") -> list[dict[str, Any]]:
+    """The rollout's rows as training micro-batches: consecutive rows, batch_size at a time; each
+    carries its distinct prompts once (u, P) and its completions (b, C), with `rows` mapping
+    b -> u, the loss mask (no padding; with mask_truncated, DAPO's overlong filtering: no
+    truncated rows), the rows' advantages and, when the rollout has them, the sampling policy's
+    log-probs as old_logps (pi_old of asynchronous rollouts)."""
+    G, dev, B = ro.num_generations, device, batch_size
+    out = []
+    for s in range(0, len(ro.completion_ids), B):
+        rows = list(range(s, min(s + B, len(ro.completion_ids))))
+        groups = sorted({r // G for r in rows})
+        p_ids, p_mask = pad_left([ro.prompt_ids[i] for i in groups], pad_id)
+        c_ids, c_mask = pad_right([ro.completion_ids[r] or [pad_id] for r in rows], pad_id)
+        for k, r in enumerate(rows):
+            if not ro.completion_ids[r]:
+                c_mask[k] = 0
+        loss_mask = c_mask.clone().float()
+        if mask_truncated:  # DAPO §3.4 overlong filtering
+            loss_mask *= torch.tensor([0.0 if ro.truncated[r] else 1.0 for r in rows])[:, None]
+        row_tokens = int(c_mask.sum()) + sum(len(ro.prompt_ids[r // G]) for r in rows)
+        sampled = None
+        if ro.logps is not None:  # asynchronous rollouts: pi_old is the policy that sampled them
+            sampled = torch.zeros(c_ids.shape)
+            for k, r in enumerate(rows):
+                sampled[k, :len(ro.logps[r])] = torch.tensor(ro.logps[r])
+        prompt_of = torch.tensor([groups.index(r // G) for r in rows], device=dev)
+        out.append({"prompt_ids": p_ids.to(dev), "prompt_mask": p_mask.to(dev), "completion_ids": c_ids.to(dev),
+                    "completion_mask": c_mask.to(dev), "rows": prompt_of, "loss_mask": loss_mask.to(dev),
+                    "advantages": adv[rows].to(dev), "row_tokens": row_tokens})
+        if sampled is not None:
+            out[-1]["old_logps"] = sampled.to(dev)
     return out

@@ -57,12 +57,9 @@ def _serve(conn: multiprocessing.connection.Connection, config, shared: dict[str
             with torch.no_grad():
                 ro = generate_groups(model, tokenizer, records=[{}] * len(kwargs["prompt_ids"]), logprobs=True,
                                      **kwargs)
-            conn.send(("ok", {k: getattr(ro, k) for k in _FIELDS}))
+            conn.send(("ok", ro.state()))
         except Exception:  # noqa: BLE001 -- reported to the trainer, which raises it
             conn.send(("error", traceback.format_exc()))
-
-
-_FIELDS = ("completion_ids", "texts", "truncated", "logps", "gen_tokens", "gen_seconds", "cached_prompt_tokens")
 
 
 class RolloutWorkerError(RuntimeError):
@@ -92,7 +89,7 @@ class RolloutWorker:
                                 daemon=True, name="r1-rollout-worker")
         self.proc.start()
         child.close()
-        self.pending: dict[str, Any] | None = None
+        self.pending = False  # a rollout is in flight
         self._expect("ready")
 
     def _expect(self, want: str) -> Any:
@@ -113,22 +110,20 @@ class RolloutWorker:
     def submit(self, **kwargs: Any) -> None:
         """Start sampling (generate_groups' arguments, without model/tokenizer/records) with the
         policy's current weights."""
-        if self.pending is not None:
+        if self.pending:
             raise RuntimeError("a rollout is already in flight; call result() first")
         state = self.policy.state_dict()
         for k, v in self.shared.items():
             v.copy_(state[k])
         self.conn.send(("rollout", kwargs))
-        self.pending = kwargs
+        self.pending = True
 
     def result(self, records: list[dict]) -> Rollout:
         """Wait for the rollout in flight; records are the groups' dataset records."""
-        if self.pending is None:
+        if not self.pending:
             raise RuntimeError("no rollout in flight")
-        kw, self.pending = self.pending, None
-        fields = self._expect("ok")
-        return Rollout(kw["num_generations"], [list(p) for p in kw["prompt_ids"]], fields.pop("completion_ids"),
-                       fields.pop("texts"), fields.pop("truncated"), list(records), **fields)
+        self.pending = False
+        return Rollout.from_state(self._expect("ok"), records)
 
     def close(self) -> None:
         if self.proc.is_alive():
