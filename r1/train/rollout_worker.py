@@ -1,10 +1,13 @@
 """Asynchronous rollouts: a child process samples the next step's groups while this one trains.
 
-Synchronous GRPO alternates: sample (engine, no gradients), then train. On a CPU each half is a
-stream of small ops that keeps one core busy, so a 2-core machine runs at half its capacity.
-With `grpo.async_rollouts` the sampling moves into a worker process and runs one step ahead:
-while the trainer updates on rollout k, the worker samples rollout k+1. A step then costs about
-max(sampling, training) instead of their sum.
+Synchronous GRPO alternates: sample (engine, no gradients), then train. For a small model each
+half is a stream of small ops that intra-op threads barely split (a second torch thread made
+r1's synchronous steps 1.2-1.4x faster on the 2-core dev VM). With `grpo.async_rollouts` the
+sampling moves into a worker process and runs one step ahead: while the trainer updates on
+rollout k, the worker samples rollout k+1, so a step costs about max(sampling, training)
+instead of their sum -- less whatever the two slow each other down by. Measured on that VM
+(bench/grpo.py, docs/bench-grpo.md run D, Qwen2 policy): 0.54 s a step against 0.90
+synchronous with 1 thread and 0.66 with 2.
 
 The price is one step of policy lag, as in PipelineRL / AReaL's one-step off-policy mode:
 rollout k+1 is sampled by the weights from before update k. The loss corrects for it -- the
