@@ -304,7 +304,7 @@ def main() -> int:
     t0 = time.time()
     runs = [bench_arch(a, arch, a.policy, tmp) for arch in archs]
     result = {
-        "device": f"{cpu_name()}, {os.cpu_count()} cores, torch threads {a.threads}",
+        "device": f"{cpu_name()}, {os.cpu_count()} cores (torch threads: see each row)",
         "wall_s": time.time() - t0,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
         "workload": {"task": "arithmetic difficulty 2, R1-Zero template",
