@@ -248,7 +248,7 @@ def test_cli_runs_grpo_from_a_folder(tok, tmp_path, capsys):
     assert main(["train", "grpo", "--out", str(out), "grpo.loss_type=ppo", f"model.init_from={src}"]) == 2
 
 
-def _ranks_worker(rank, world, port, tok_dir, out_dir):
+def _ranks_worker(rank, world, port, tok_dir, out_dir, async_rollouts=False):
     import os
 
     from safetensors.torch import save_file
@@ -264,7 +264,7 @@ def _ranks_worker(rank, world, port, tok_dir, out_dir):
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     cfg = config(out_dir, per_device_train_batch_size=8 // world, gradient_accumulation_steps=1, beta=0.1,
-                 scale_rewards="batch")
+                 scale_rewards="batch", async_rollouts=async_rollouts)
     cfg.run.out_dir = str(out_dir / f"w{world}")
     tr = GRPOTrainer(cfg, model=policy(tok), tokenizer=tok, records=SHORT, reward_funcs=[even_share])
     m = tr.train_step()
@@ -275,15 +275,18 @@ def _ranks_worker(rank, world, port, tok_dir, out_dir):
         (out_dir / f"w{world}.json").write_text(json.dumps(m))
     from r1.train.dist import cleanup
 
+    tr.close()
     cleanup(tr.dist)
     # The results are on disk; skip interpreter teardown, where C++ threads of a finished
     # process group have aborted a rank on a loaded machine.
     os._exit(0)
 
 
-def test_two_ranks_split_groups_and_match_one_rank(tok, tmp_path):
+@pytest.mark.parametrize("async_rollouts", [False, True])
+def test_two_ranks_split_groups_and_match_one_rank(tok, tmp_path, async_rollouts):
     """2 ranks x 1 group each == 1 rank x 2 groups: same prompts, same samples, same update
-    (scale_rewards=batch and the dapo token count over unequal lengths need the all-reduces)."""
+    (scale_rewards=batch and the dapo token count over unequal lengths need the all-reduces).
+    With asynchronous rollouts each rank has its own sampling worker."""
     import multiprocessing as mp
     import socket
 
@@ -297,7 +300,8 @@ def test_two_ranks_split_groups_and_match_one_rank(tok, tmp_path):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        procs = [ctx.Process(target=_ranks_worker, args=(r, world, port, tok_dir, tmp_path)) for r in range(world)]
+        procs = [ctx.Process(target=_ranks_worker, args=(r, world, port, tok_dir, tmp_path, async_rollouts))
+                 for r in range(world)]
         for p in procs:
             p.start()
         for p in procs:
