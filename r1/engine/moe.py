@@ -12,11 +12,15 @@ ones) are one wide SwiGLU MLP instead:
 
 An expert that was not routed gets weight 0, so it adds exactly nothing (its output is finite);
 the result equals the routed one up to float rounding. It does E / top_k times the routed
-arithmetic and reads every expert's weights, so it only pays when both are small. Measured on
-the 2-core dev VM, one thread, D=128, 8 routed experts of I=64 + 1 shared: 69 vs 135 us at 1
-token, 129 vs 306 at 8, 247 vs 394 at 32, 406 vs 457 at 64, and slower from 128 tokens (740 vs
-587). With D=256 and 16 experts of I=128 (6.7 MB of expert weights) it was never faster. Hence the
-limits below: n_tokens x n_experts <= 512 and stacked weights <= 1 MiB.
+arithmetic and reads every expert's weights, so it only pays when both are small. Median times
+of one layer on the 2-core dev VM, one thread, stacked vs routed (8 routed experts + 1 shared):
+
+    d=128, I=64  (0.9 MB):  1 token 128 vs 125 us,  8: 143 vs 283,  32: 249 vs 511
+    d=128, I=96  (1.3 MB):  1 token  90 vs 124 us,  8: 165 vs 259,  32: 319 vs 386
+    d=256, I=128 (3.5 MB):  1 token 124 vs 137 us,  8: 325 vs 384,  32: 735 vs 581
+
+and with 16 experts of d=256, I=128 (6.7 MB): 165 vs 159 us at 1 token, 557 vs 528 at 8. Hence
+the limits below: stacked weights of at most 4 MiB, and tokens x stacked MiB at most 32.
 """
 from __future__ import annotations
 
@@ -30,16 +34,15 @@ from r1.model.deepseek import MoE
 class EngineMoE(MoE):
     """MoE plus the stacked small-batch path above; the same parameters and state_dict."""
 
-    max_tokens_x_experts = 512
-    max_stacked_bytes = 1 << 20
+    max_stacked_bytes = 4 << 20
+    max_tokens_x_bytes = 32 << 20
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.numel() // x.shape[-1]
-        if (torch.is_grad_enabled() or torch.compiler.is_compiling()
-                or n * self.n_experts > self.max_tokens_x_experts):
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or self.__dict__.get("_never_stacked"):
             return super().forward(x)
         stacked = self._stacked()
-        if stacked is None:
+        if stacked is None or n * (stacked[0].nbytes + stacked[1].nbytes) > self.max_tokens_x_bytes:
             return super().forward(x)
         w1, w2, inter = stacked
         shape = x.shape
@@ -57,23 +60,32 @@ class EngineMoE(MoE):
         return (h @ w2).view(shape)
 
     def _mlps(self) -> list[nn.Module]:
-        return [*self.experts, *([self.shared_experts] if self.shared_experts is not None else [])]
+        shared = self._modules.get("shared_experts")
+        return [*self._modules["experts"]._modules.values(), *([shared] if shared is not None else [])]
 
     def _stacked(self) -> tuple[torch.Tensor, torch.Tensor, int] | None:
         """(W1 (D, E*2I [+ 2I_s]), W2 (E*I [+ I_s], D), I), rebuilt when any weight changed (in
         place, e.g. an optimizer step, or replaced); None when the experts are not plain float
         linears without bias (quantized, fused) or too large to pay."""
         mlps = self._mlps()
-        linears = [lin for m in mlps for lin in (getattr(m, "gate_proj", None), getattr(m, "up_proj", None),
-                                                 getattr(m, "down_proj", None))]
-        if not all(isinstance(lin, nn.Linear) and lin.bias is None for lin in linears):
+        # Looked up on every call (a decode step), through the modules' own dicts: nn.Module's
+        # attribute lookup made this check cost more than the matmuls it decides about.
+        linears = [m._modules.get(name) for m in mlps for name in ("gate_proj", "up_proj", "down_proj")]
+        if not all(isinstance(lin, nn.Linear) and lin._parameters.get("bias") is None for lin in linears):
+            self.__dict__["_never_stacked"] = True  # quantized or fused experts stay that way
             return None
-        key = tuple((lin.weight.data_ptr(), lin.weight._version) for lin in linears)
+        weights = [lin._parameters["weight"] for lin in linears]
+        key = tuple((w.data_ptr(), w._version) for w in weights)
         cached = self.__dict__.get("_stacked_weights")
         if cached is not None and cached[0] == key:
             return cached[1]
         built = None
-        if sum(lin.weight.numel() * lin.weight.element_size() for lin in linears) <= self.max_stacked_bytes:
+        if sum(w.numel() * w.element_size() for w in weights) > self.max_stacked_bytes:
+            # Too large to pay, now and later: without this, every decode step of a model with
+            # large experts re-checked them just to fall back (17 experts of d=512, 1 token: 320
+            # vs 197 us a layer). Only speed depends on it: both paths compute the same function.
+            self.__dict__["_never_stacked"] = True
+        else:
             with torch.no_grad():
                 w1 = torch.cat([torch.cat([m.gate_proj.weight, m.up_proj.weight]) for m in mlps]).t().contiguous()
                 w2 = torch.cat([m.down_proj.weight.t() for m in mlps]).contiguous()
