@@ -344,13 +344,13 @@ def test_async_rollouts_train_and_resume_exactly(tok, tmp_path):
         return GRPOTrainer(cfg, model=policy(tok, seed), tokenizer=tok, records=SHORT, reward_funcs=[even_share])
     full = trainer(tmp_path / "a", 3)
     history = full.train()
-    assert full.worker is None  # train() stops its worker
+    assert full.ahead.worker is None  # train() stops its worker
     assert [h["step"] for h in history] == [1, 2, 3]
     for h in history:
         assert h["time/rollout_wait_s"] >= 0 and h["loss"] == h["loss"] and h["clip_ratio/region_mean"] >= 0
     trainer(tmp_path / "b", 2).train()
     resumed = trainer(tmp_path / "b", 3, resume=True, seed=123)
-    assert resumed.step == 2 and resumed._ready is not None  # the rollout sampled ahead came back
+    assert resumed.step == 2 and resumed.ahead.ready is not None  # the rollout sampled ahead came back
     resumed.train()
     for (n, a), b in zip(full.policy.state_dict().items(), resumed.policy.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), n

@@ -47,8 +47,7 @@ class EngineMoE(MoE):
         w1, w2, inter = stacked
         shape = x.shape
         x = x.reshape(n, shape[-1])  # (n, D)
-        w, idx, _ = self.gate(x)  # (n, k)
-        combine = torch.zeros(n, self.n_experts, dtype=w.dtype, device=x.device).scatter_add_(1, idx, w)  # (n, E)
+        combine, idx = self.gate_weights(x)  # (n, E), (n, k)
         self.last_expert_load = torch.bincount(idx.flatten(), minlength=self.n_experts)
         gu = x @ w1  # (n, E*2I [+ 2I_shared])
         routed = gu[:, : self.n_experts * 2 * inter].view(n, self.n_experts, 2, inter)

@@ -170,6 +170,13 @@ class MoE(nn.Module):
         return out.view(shape)
 
 
+    def gate_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (n, D) -> (combine (n, e): each expert's gate weight for each token, 0 where it was not
+        routed; idx (n, k): the routed experts). For the paths that run every expert."""
+        w, idx, _ = self.gate(x)
+        combine = torch.zeros(x.shape[0], self.n_experts, dtype=w.dtype, device=x.device).scatter_add(1, idx, w)
+        return combine, idx
+
     def forward_all_experts(self, x: torch.Tensor) -> torch.Tensor:
         """The same function with static shapes, for compiled graphs (r1/engine/compiled.py): every
         expert runs on every token and is weighted by its gate weight, 0 where it was not routed
@@ -177,8 +184,7 @@ class MoE(nn.Module):
         FLOPs, so the engine compiles only models with few small experts."""
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # (n, D)
-        w, idx, _ = self.gate(x)
-        combine = torch.zeros(x.shape[0], self.n_experts, dtype=w.dtype, device=x.device).scatter_add(1, idx, w)  # (n, e)
+        combine, _ = self.gate_weights(x)
         out = torch.zeros_like(x)
         for e, expert in enumerate(self.experts):
             out = out + expert(x) * combine[:, e, None]

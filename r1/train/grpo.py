@@ -40,7 +40,7 @@ from r1.train.logging import MetricsLogger, TrainProgress
 from r1.train.loop import NonFiniteError, export_final, setup_determinism
 from r1.train.optim import build_optimizer
 from r1.train.rollout import Rollout, generate_groups, micro_batches, rollout_seed, score
-from r1.train.rollout_worker import RolloutWorker
+from r1.train.rollout_worker import SampledAhead
 from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
 
 MODES = ("r1_zero", "r1")
@@ -278,9 +278,8 @@ class GRPOTrainer:
         if g.async_rollouts and self.dist.device.type != "cpu":
             raise TrainConfigError(f"grpo.async_rollouts runs the sampler in a second CPU process; the policy is on "
                                    f"{self.dist.device}: set grpo.async_rollouts=false")
-        self.worker: RolloutWorker | None = None  # started by the first asynchronous rollout
-        self._inflight: list[int] | None = None  # prompt indices of the rollout the worker is sampling
-        self._ready: tuple[list[int], Rollout] | None = None  # a rollout sampled ahead (or restored), unused yet
+        # asynchronous rollouts' state; it also carries a rollout restored from an async checkpoint
+        self.ahead = SampledAhead(self.policy, tokenizer, self.records, g.rollout_threads)
         self.sampler = BatchSampler([len(p) for p in self.prompt_ids], g.prompts_per_rank * self.dist.world_size,
                                     seed=cfg.run.seed)
         self._build_optimizer()
@@ -308,10 +307,8 @@ class GRPOTrainer:
         state = self.ckpt.restore(latest, self.policy, self.optimizer, self.scheduler)
         self.step = int(state["step"])
         self.sampler.load_state_dict(state["data"]["sampler"])
-        ahead = (self.ckpt.read_rank_state(latest) or {}).get("next_rollout")
-        if ahead:  # asynchronous run: the next step's rollout was sampled before the save
-            idx = ahead["idx"]
-            self._ready = (idx, Rollout.from_state(ahead["rollout"], [self.records[i] for i in idx]))
+        # asynchronous run: the next step's rollout, sampled before the save
+        self.ahead.restore((self.ckpt.read_rank_state(latest) or {}).get("next_rollout"))
         return True
 
     def _model_files(self) -> dict[str, str]:
@@ -380,43 +377,29 @@ class GRPOTrainer:
         now. Asynchronous: the worker sampled them during the previous step (waited for here), and
         the next step's rollout is handed to it before this step trains -- with the weights as
         they are now, so it lags this step's update by one."""
-        records = lambda idx: [self.records[i] for i in idx]  # noqa: E731
-        if self._ready is not None:  # sampled ahead: before the last save, or restored from it
-            (idx, ro), self._ready = self._ready, None
-        elif not self.cfg.grpo.async_rollouts:
+        got = self.ahead.take()  # sampled ahead, or restored from a checkpoint
+        if got is None:
             idx = self._draw()
-            ro = generate_groups(self.policy, self.tokenizer, records=records(idx), **self._sample_kwargs(step, draw,
-                                                                                                         idx))
-        else:
-            if self._inflight is None:  # the first step (nothing was sampled ahead)
-                self._inflight = self._draw()
-                self._worker().submit(**self._sample_kwargs(step, draw, self._inflight))
-            idx, self._inflight = self._inflight, None
-            ro = self.worker.result(records(idx))
+            kwargs = self._sample_kwargs(step, draw, idx)
+            if self.cfg.grpo.async_rollouts:  # the first step: nothing was sampled ahead
+                self.ahead.submit(idx, **kwargs)
+                got = self.ahead.take()
+            else:
+                got = idx, generate_groups(self.policy, self.tokenizer, records=[self.records[i] for i in idx],
+                                           **kwargs)
         if self.cfg.grpo.async_rollouts:  # also after the last step: its checkpoint then holds the
-            self._inflight = self._draw()  # rollout a longer (resumed) run would continue with
-            self._worker().submit(**self._sample_kwargs(step + 1, 0, self._inflight))
-        return idx, ro
-
-    def _worker(self) -> RolloutWorker:
-        if self.worker is None:
-            g = self.cfg.grpo
-            self.worker = RolloutWorker(self.policy, self.tokenizer,
-                                        g.rollout_threads or max(1, torch.get_num_threads() // 2))
-        return self.worker
+            nxt = self._draw()  # rollout a longer (resumed) run would continue with
+            self.ahead.submit(nxt, **self._sample_kwargs(step + 1, 0, nxt))
+        return got
 
     def drain(self) -> None:
-        """Wait for the rollout the worker is sampling ahead and keep it for the next step, so
-        the worker sits idle (before a save, or before something else needs the CPU)."""
-        if self._inflight is not None:
-            idx, self._inflight = self._inflight, None
-            self._ready = (idx, self.worker.result([self.records[i] for i in idx]))
+        """Wait for the rollout the worker is sampling ahead, so the worker sits idle (before
+        something else needs the CPU)."""
+        self.ahead.drain()
 
     def close(self) -> None:
-        """Stop the rollout worker (asynchronous rollouts); the trainer cannot sample afterwards."""
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
+        """Stop the rollout worker (asynchronous rollouts)."""
+        self.ahead.close()
 
     def _total_reward(self, per_func: torch.Tensor) -> torch.Tensor:
         # TRL: weighted nansum over functions; a completion no function applies to is NaN (left out)
@@ -573,11 +556,9 @@ class GRPOTrainer:
     def save(self) -> Path:
         # Asynchronous rollouts: the next step's rollout, sampled by weights older than the ones
         # saved here, goes into the checkpoint -- a resumed run could not sample it again.
-        self.drain()
-        rank_state = None
-        if self._ready is not None:
-            idx, ro = self._ready
-            rank_state = {"next_rollout": {"idx": idx, "rollout": ro.state()}}
+        self.ahead.drain()
+        ahead = self.ahead.state()
+        rank_state = {"next_rollout": ahead} if ahead else None
         # the bare policy: its parameter names are the checkpoint's (the DDP / GroupedLM wrappers add prefixes)
         return self.ckpt.save(self.step, self.policy, self.optimizer, self.scheduler,
                               data_state={"sampler": self.sampler.state_dict()}, model_files=self._model_files(),

@@ -2,7 +2,7 @@
 
 Synchronous GRPO alternates: sample (engine, no gradients), then train. For a small model each
 half is a stream of small ops that intra-op threads barely split (a second torch thread made
-r1's synchronous steps 1.2-1.4x faster on the 2-core dev VM). With `grpo.async_rollouts` the
+r1's synchronous steps 0.8-1.4x as fast across six runs on the 2-core dev VM). With `grpo.async_rollouts` the
 sampling moves into a worker process and runs one step ahead: while the trainer updates on
 rollout k, the worker samples rollout k+1, so a step costs about max(sampling, training)
 instead of their sum -- less whatever the two slow each other down by. Measured on that VM
@@ -138,3 +138,54 @@ class RolloutWorker:
             if self.proc.is_alive():
                 self.proc.kill()
         self.conn.close()
+
+
+class SampledAhead:
+    """The trainer's side of asynchronous rollouts: the worker (started on first use), the prompt
+    indices it is sampling (`inflight`), and a rollout sampled ahead but not used yet (`ready`:
+    drained before a save, or restored from a checkpoint's rank state)."""
+
+    def __init__(self, policy: torch.nn.Module, tokenizer, records: list[dict], threads: int = 0):
+        """threads: the worker's torch threads; 0 = half of this process's at start, at least 1."""
+        self.policy, self.tokenizer, self.records, self.threads = policy, tokenizer, records, threads
+        self.worker: RolloutWorker | None = None
+        self.inflight: list[int] | None = None
+        self.ready: tuple[list[int], Rollout] | None = None
+
+    def submit(self, idx: list[int], **kwargs: Any) -> None:
+        """Start sampling prompts `idx` (generate_groups' arguments) with the weights as they are now."""
+        if self.worker is None:
+            self.worker = RolloutWorker(self.policy, self.tokenizer,
+                                        self.threads or max(1, torch.get_num_threads() // 2))
+        self.worker.submit(**kwargs)
+        self.inflight = idx
+
+    def drain(self) -> None:
+        """Wait for the rollout in flight and keep it as `ready`; the worker then sits idle."""
+        if self.inflight is not None:
+            idx, self.inflight = self.inflight, None
+            self.ready = (idx, self.worker.result([self.records[i] for i in idx]))
+
+    def take(self) -> tuple[list[int], Rollout] | None:
+        """The rollout sampled ahead (waiting for it if it is in flight), or None if there is none."""
+        self.drain()
+        out, self.ready = self.ready, None
+        return out
+
+    def state(self) -> dict | None:
+        """The ready rollout as JSON-able data (drain first), for a checkpoint's rank state."""
+        if self.ready is None:
+            return None
+        idx, ro = self.ready
+        return {"idx": idx, "rollout": ro.state()}
+
+    def restore(self, state: dict | None) -> None:
+        if state:
+            idx = state["idx"]
+            self.ready = (idx, Rollout.from_state(state["rollout"], [self.records[i] for i in idx]))
+
+    def close(self) -> None:
+        """Stop the worker; a later submit starts a new one."""
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
