@@ -298,3 +298,12 @@ def test_inverse_cdf_sampling_follows_the_distribution():
     assert inverse_cdf(probs[:3] * 5, torch.tensor([0.0, 0.999999, 0.1])).tolist() == [0, 3, 2]  # unnormalized
     a, b = (uniforms([torch.Generator().manual_seed(s) for s in (7, 8)], "cpu") for _ in range(2))
     assert torch.equal(a, b) and a[0] != a[1]  # each row's draw from its own generator
+
+
+def test_sequence_token_slice_equals_all_ids_slice():
+    from r1.engine.sequence import Sequence
+
+    seq = Sequence(0, "r", 0, [5, 6, 7], SamplingParams(), output_ids=[8, 9])
+    for a in range(6):
+        for b in range(a, 7):
+            assert seq.token_slice(a, b) == seq.all_ids[a:b], (a, b)

@@ -18,6 +18,7 @@ from r1.engine.compiled import CompiledDecode, compile_blocker
 from r1.engine.kv_cache import BlockManager, PagedKVCache
 from r1.engine.linear import use_engine_linears
 from r1.engine.moe import use_engine_moe
+from r1.engine.paged_attention import native_unavailable
 from r1.engine.runner import ModelRunner
 from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_logprobs
 from r1.engine.speculative import draw, target_probs, verify
@@ -57,6 +58,10 @@ class EngineConfig:
     # which GRPO's importance ratio needs when it trains on samples of older weights
     # (r1/train/rollout_worker.py). vLLM calls these raw_logprobs / processed_logprobs.
     logprobs_mode: str = "raw"
+    # Decode attention of GQA models: "auto" reads the paged cache in place with a small C kernel
+    # (r1/engine/paged_attention.py; CPU, fp32 cache, one torch thread, a C compiler present),
+    # else gathers each row's past and runs SDPA; "torch" always does the latter.
+    decode_attention: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
@@ -69,6 +74,8 @@ class EngineConfig:
             raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r}: choose 'auto' or 'int8'")
         if self.logprobs_mode not in ("raw", "processed"):
             raise ValueError(f"logprobs_mode {self.logprobs_mode!r}: choose 'raw' or 'processed'")
+        if self.decode_attention not in ("auto", "torch"):
+            raise ValueError(f"decode_attention {self.decode_attention!r}: choose 'auto' or 'torch'")
 
 
 @dataclass
@@ -133,7 +140,9 @@ class LLMEngine:
                 log.info("compile=True ignored, decoding eagerly: %s", self.compile_skipped)
             else:
                 compiled = CompiledDecode(model)  # the single-row step (see CompiledDecode for why)
-        self.runner = ModelRunner(model, self.cache, compiled)
+        in_place = (config.decode_attention == "auto" and device.type == "cpu" and config.kv_cache_dtype == "auto"
+                    and model.model.embed_tokens.weight.dtype == torch.float32 and native_unavailable() is None)
+        self.runner = ModelRunner(model, self.cache, compiled, in_place_attention=in_place)
         self.requests: dict[str, _Request] = {}
         self._seq_ids = itertools.count()
         self.eos_ids = set(getattr(tokenizer, "eos_token_ids", None) or [])
@@ -224,22 +233,26 @@ class LLMEngine:
         for seq, st, e in zip(batch.seqs, batch.starts, batch.ends):
             draft = seq.draft if (spec and e == len(seq) and not batch.is_prefill) else None
             rows.append((seq, st, e - st, draft))
-        tokens = [s.all_ids[st : st + n] + ([d] if d is not None else []) for s, st, n, d in rows]
+        tokens = [s.token_slice(st, st + n) + ([d] if d is not None else []) for s, st, n, d in rows]
         at = [[n - 1, n if d is not None else n - 1] if spec else [n - 1] for _, _, n, d in rows]
         out = self.runner.run(batch.seqs, batch.starts, tokens, at, return_hidden=spec)
         logits, hidden = out if spec else (out, None)  # logits (b, m, V)
         touched: dict[str, _Request] = {}
         sampled = [i for i, (s, st, n, _) in enumerate(rows) if st + n == len(s)]
-        first = self._sample_rows([rows[i][0] for i in sampled], logits[sampled, 0]) if sampled else []
+        if len(sampled) == len(rows):  # every row of a decode step
+            first = self._sample_rows([r[0] for r in rows], logits[:, 0])
+        else:
+            first = self._sample_rows([rows[i][0] for i in sampled], logits[sampled, 0]) if sampled else []
+        first_of = dict(zip(sampled, first))  # row -> (token, logprob entry)
         now = time.monotonic()
         mtp_rows = []  # (seq, start, n computed this step)
         for i, (seq, st, n, draft) in enumerate(rows):
-            if i not in sampled:  # a partial prefill chunk: nothing to sample yet
+            if i not in first_of:  # a partial prefill chunk: nothing to sample yet
                 seq.num_computed = st + n
                 self.blocks.mark_computed(seq)
                 mtp_rows.append((i, seq, st, n))
                 continue
-            tok, lp = first[sampled.index(i)]
+            tok, lp = first_of[i]
             accepted = False
             if draft is not None:
                 p = target_probs(logits[i, 0], seq.params)
@@ -336,7 +349,7 @@ class LLMEngine:
         p = seq.params
         if lp is not None:
             k = p.logprobs or 0
-            seq.logprobs.append({**lp, "top": lp["top"][:k]})
+            seq.logprobs.append(lp if len(lp["top"]) <= k else {**lp, "top": lp["top"][:k]})
         if tok in p.stop_token_ids or (tok in self.eos_ids and not p.ignore_eos):
             seq.stop_token = tok  # ends the text; counted in usage, not part of token_ids
             self._finish(seq, "stop")

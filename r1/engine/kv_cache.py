@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from r1.engine.paged_attention import paged_decode_attention
 from r1.engine.sequence import Sequence
 from r1.model.layers import PAD_POS
 
@@ -128,6 +129,8 @@ class BlockManager:
         """After a forward pass: register the full blocks seq has computed by now. Hashes extend
         the sequence's chain incrementally, so a long decode does not rehash its whole past."""
         n_full = min(seq.num_computed, len(seq)) // self.block_size
+        if len(seq.block_hashes) >= n_full:  # most decode steps: no block filled up
+            return
         ids = seq.all_ids
         bs = self.block_size
         for i in range(len(seq.block_hashes), n_full):
@@ -222,12 +225,15 @@ class PagedStep:
     """The cache as one forward pass sees it: new tokens go to `slots` (b, s) (-1 = padding),
     attention reads `index` (b, t) whose positions are `key_pos` (b, t) (PAD_POS = nothing)."""
 
-    def __init__(self, cache: PagedKVCache, slots: torch.Tensor, index: torch.Tensor, key_pos: torch.Tensor):
+    def __init__(self, cache: PagedKVCache, slots: torch.Tensor, index: torch.Tensor, key_pos: torch.Tensor,
+                 table: torch.Tensor | None = None, lens: torch.Tensor | None = None):
         self.cache, self.index, self.key_pos = cache, index, key_pos
         valid = slots >= 0
         # which (row, col) of the step are real tokens; None = all of them (no gather needed)
         self._where = None if bool(valid.all()) else valid.nonzero(as_tuple=True)
         self._slots = slots.reshape(-1) if self._where is None else slots[valid]
+        # block tables (b, width) and key counts (b,) when this decode step attends in place (attend)
+        self._table, self._lens, self._checked = table, lens, False
 
     @property
     def slots(self) -> torch.Tensor:
@@ -247,6 +253,21 @@ class PagedStep:
 
     def commit(self) -> None:
         pass
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               scale: float) -> torch.Tensor | None:
+        """A one-token-per-row decode step's attention read in place from the blocks (the native
+        kernel, r1/engine/paged_attention.py): q (b, 1, H, d) and this step's k, v (b, 1, KV, d),
+        written first -> (b, 1, H, d). None when this step attends the torch way (write, then
+        gather + SDPA): the runner enables it only where the kernel applies."""
+        if self._table is None:
+            return None
+        self.cache.write(layer, "k", k[:, 0], self._slots)
+        self.cache.write(layer, "v", v[:, 0], self._slots)
+        o = paged_decode_attention(q[:, 0], self.cache.store[(layer, "k")], self.cache.store[(layer, "v")],
+                                   self._table, self._lens, self.cache.block_size, scale, check=not self._checked)
+        self._checked = True  # the inputs are checked on the first layer; the rest are alike
+        return o[:, None]
 
 
 class DeferredStep:
@@ -276,9 +297,11 @@ class DeferredStep:
 
 
 def build_step(cache: PagedKVCache, seqs: list[Sequence], starts: list[int], tokens: list[list[int]],
-               device) -> tuple[PagedStep, torch.Tensor, torch.Tensor]:
+               device, in_place: bool = False) -> tuple[PagedStep, torch.Tensor, torch.Tensor]:
     """Batch tensors for computing `tokens[i]` at positions starts[i].. of each sequence (whose
     block table must already cover them): the cache view, input ids (b, s), positions (b, s).
+    in_place: a decode step (one token a row) whose attention may read the blocks in place
+    (PagedStep.attend); the caller has checked that the kernel applies.
 
     Vectorized over rows (a decode step of 128 sequences would otherwise spend longer in this
     Python loop than in a tiny model's forward); `build_step_reference` is the row-by-row
@@ -303,7 +326,8 @@ def build_step(cache: PagedKVCache, seqs: list[Sequence], starts: list[int], tok
     kblk = (k // bs).clamp(max=width - 1).expand(b, t)
     index = torch.where(seen, table.gather(1, kblk) * bs + k % bs, 0)
     key_pos = torch.where(seen, k, PAD_POS)
-    step = PagedStep(cache, slots.to(device), index.to(device), key_pos.to(device))
+    lens = st + n if in_place else None
+    step = PagedStep(cache, slots.to(device), index.to(device), key_pos.to(device), table if in_place else None, lens)
     return step, ids.to(device), pos.to(device)
 
 

@@ -45,11 +45,13 @@ class EngineLinear(nn.Linear):
     min_packed_elements = 1 << 19
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():
-            return gemv(x, self.weight, bias=self.bias) if one_row(x) else F.linear(x, self.weight, self.bias)
         w = self.weight
+        if torch.compiler.is_compiling():
+            return gemv(x, w, bias=self.bias) if one_row(x) else F.linear(x, w, self.bias)
+        if w.numel() < self.min_packed_elements:  # the common case of small models first: per-call cost
+            return F.linear(x, w, self.bias)
         if (torch.is_inference_mode_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
-                and w.dtype == torch.float32 and w.numel() >= self.min_packed_elements and onednn_linear_available()):
+                and w.dtype == torch.float32 and onednn_linear_available()):
             y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, self.in_features), self._packed(), self.bias,
                                                    "none", [], "")
             return y.view(*x.shape[:-1], self.out_features)

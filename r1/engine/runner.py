@@ -10,16 +10,23 @@ from r1.model.base import CausalLM
 
 
 class ModelRunner:
-    def __init__(self, model: CausalLM, cache: PagedKVCache, compiled: CompiledDecode | None = None):
+    def __init__(self, model: CausalLM, cache: PagedKVCache, compiled: CompiledDecode | None = None,
+                 in_place_attention: bool = False):
+        """in_place_attention: decode steps may attend with the native paged kernel
+        (r1/engine/paged_attention.py) -- the engine has checked it is built and fits the model."""
         self.model, self.cache, self.compiled = model, cache, compiled
         self.device = model.model.embed_tokens.weight.device
+        self.in_place_attention = in_place_attention
 
     @torch.inference_mode()
     def run(self, seqs: list[Sequence], starts: list[int], tokens: list[list[int]], logits_at: list[list[int]],
             return_hidden: bool = False):
         """Compute tokens[i] at positions starts[i].. of seqs[i]; logits (b, m, V) at the row
         offsets logits_at (b, m) [, hidden states (b, s, D) before the final norm]."""
-        step, ids, pos = build_step(self.cache, seqs, starts, tokens, self.device)
+        # the kernel is single-threaded: with more torch threads, SDPA's parallel loop is faster
+        in_place = (self.in_place_attention and torch.get_num_threads() == 1 and all(len(t) == 1 for t in tokens)
+                    and all(x.dtype == torch.float32 for x in self.cache.store.values()))
+        step, ids, pos = build_step(self.cache, seqs, starts, tokens, self.device, in_place=in_place)
         at = torch.tensor(logits_at, device=self.device)
         if self.compiled is not None and self.compiled.accepts(tokens, return_hidden):
             return self.compiled(step, ids, pos, at)

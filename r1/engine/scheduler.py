@@ -75,7 +75,7 @@ class Scheduler:
     def _decode(self, lookahead: int) -> Batch | None:
         ready = []
         for seq in list(self.running):
-            if seq not in self.running:  # preempted below by an older sequence
+            if seq.status is not Status.RUNNING:  # preempted below by an older sequence
                 continue
             while not self.blocks.can_append(seq, lookahead):
                 victim = self.running[-1]

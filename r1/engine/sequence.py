@@ -52,6 +52,13 @@ class Sequence:
     def all_ids(self) -> list[int]:
         return self.prompt_ids + self.output_ids
 
+    def token_slice(self, start: int, end: int) -> list[int]:
+        """all_ids[start:end] without building all_ids (a decode step wants one token)."""
+        p = len(self.prompt_ids)
+        if start >= p:
+            return self.output_ids[start - p : end - p]
+        return self.prompt_ids[start:end] + self.output_ids[: max(0, end - p)]
+
     def __len__(self) -> int:
         return len(self.prompt_ids) + len(self.output_ids)
 

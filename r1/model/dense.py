@@ -42,6 +42,11 @@ class GQAAttention(nn.Module):
         q = apply_rope(q, ctx.cos, ctx.sin, interleaved=False)
         k = apply_rope(k, ctx.cos, ctx.sin, interleaved=False)
         if ctx.cache is not None:
+            # the engine's paged decode steps may attend in place over the cache (no gathered copy)
+            attend = getattr(ctx.cache, "attend", None)
+            o = attend(self.layer, q, k, v, self.scale) if attend is not None else None  # (b, s, h, d)
+            if o is not None:
+                return self.o_proj(o.reshape(b, s, -1))
             k, v = ctx.cache.write(self.layer, k=k, v=v)  # (b, t, kv, d)
         o = F.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=ctx.mask,

@@ -86,13 +86,14 @@ class Rollout:
 def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], records: list[dict[str, Any]],
                     num_generations: int, max_completion_length: int, temperature: float = 1.0,
                     top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None,
-                    max_num_batched_tokens: int = 4096, block_size: int = 16, logprobs: bool = False) -> Rollout:
+                    max_num_batched_tokens: int = 4096, block_size: int = 16, logprobs: bool = False,
+                    decode_attention: str = "auto") -> Rollout:
     """Sample `num_generations` completions of each prompt with the engine (prefix-cached).
 
     seeds[g]: completion j of prompt g uses generator seed seeds[g] + j (the engine's rule for
     n > 1), so a rollout is reproducible whatever else is in the batch -- a resumed run
     regenerates exactly what the killed one would have. logprobs: also record each sampled token's
-    log-prob under the sampling distribution (Rollout.logps)."""
+    log-prob under the sampling distribution (Rollout.logps). decode_attention: EngineConfig's."""
     G = num_generations
     if seeds is not None and len(seeds) != len(prompt_ids):
         raise ValueError(f"{len(seeds)} seeds for {len(prompt_ids)} prompts")
@@ -101,7 +102,7 @@ def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], rec
     cfg = EngineConfig(max_num_seqs=len(prompt_ids) * G, block_size=block_size,
                        num_blocks=blocks_per_seq * len(prompt_ids) * G + 1,
                        max_num_batched_tokens=max(max_num_batched_tokens, max(map(len, prompt_ids))),
-                       prefix_caching=True, logprobs_mode="processed")
+                       prefix_caching=True, logprobs_mode="processed", decode_attention=decode_attention)
     was_training = model.training
     # No tokenizer inside the engine: it would detokenize every token of every sample as it
     # streams, which a trainer never reads; EOS ids become stop ids and the texts are decoded
