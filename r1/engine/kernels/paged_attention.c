@@ -20,6 +20,58 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One sequence's rep query heads of KV head g against its n keys and values (copied into kbuf and
+   vbuf, `row` floats a slot). Inlined into a copy per common head size, so that the dot products
+   and the value sums run with d known at compile time (fully unrolled vector code, no remainder
+   loop); other head sizes take the generic copy. */
+static inline __attribute__((always_inline)) void attend_group(
+    const float *qg, float *og, const float *kbuf, const float *vbuf, float *scores, float *inv, int64_t n,
+    int64_t rep, int64_t row, int64_t g, const int64_t d, int64_t max_len, float scale)
+{
+    /* pass 1: scores[r][t] = scale * q_r . k_t */
+    for (int64_t t = 0; t < n; t++) {
+        const float *kt = kbuf + t * row + g * d;
+        for (int64_t r = 0; r < rep; r++) {
+            const float *qr = qg + r * d;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int64_t j = 0; j < d; j++) s += qr[j] * kt[j];
+            scores[r * max_len + t] = s * scale;
+        }
+    }
+    /* softmax over each query head's n scores */
+    for (int64_t r = 0; r < rep; r++) {
+        float *sr = scores + r * max_len;
+        float mx = sr[0];
+        for (int64_t t = 1; t < n; t++) mx = sr[t] > mx ? sr[t] : mx;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t t = 0; t < n; t++) {
+            /* Below -80 the weight is under 2e-35 of the largest: it counts as 0. Clamping
+               first keeps the vector expf off its slow path for out-of-range lanes, and
+               the 0 keeps pass 2 off denormal arithmetic. */
+            const float x = sr[t] - mx > -80.0f ? sr[t] - mx : -80.0f;
+            const float e = expf(x);
+            sr[t] = x > -80.0f ? e : 0.0f;
+            sum += sr[t];
+        }
+        inv[r] = 1.0f / sum;
+    }
+    /* pass 2: out_r = sum_t p[r][t] v_t / sum */
+    memset(og, 0, sizeof(float) * (size_t)(rep * d));
+    for (int64_t t = 0; t < n; t++) {
+        const float *vt = vbuf + t * row + g * d;
+        for (int64_t r = 0; r < rep; r++) {
+            const float p = scores[r * max_len + t];
+            float *orow = og + r * d;
+#pragma omp simd
+            for (int64_t j = 0; j < d; j++) orow[j] += p * vt[j];
+        }
+    }
+    for (int64_t r = 0; r < rep; r++)
+        for (int64_t j = 0; j < d; j++) og[r * d + j] *= inv[r];
+}
+
 int paged_decode_attention(const float *q, const float *k, const float *v, const int64_t *table,
                            const int64_t *lens, float *out, int64_t b, int64_t H, int64_t KV, int64_t d,
                            int64_t width, int64_t bs, float scale)
@@ -60,48 +112,12 @@ int paged_decode_attention(const float *q, const float *k, const float *v, const
         for (int64_t g = 0; g < KV; g++) {
             const float *qg = q + (i * H + g * rep) * d;  /* the rep query heads of KV head g */
             float *og = out + (i * H + g * rep) * d;
-            /* pass 1: scores[r][t] = scale * q_r . k_t */
-            for (int64_t t = 0; t < n; t++) {
-                const float *kt = kbuf + t * row + g * d;
-                for (int64_t r = 0; r < rep; r++) {
-                    const float *qr = qg + r * d;
-                    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                    for (int64_t j = 0; j < d; j++) s += qr[j] * kt[j];
-                    scores[r * max_len + t] = s * scale;
-                }
+            switch (d) {
+            case 32: attend_group(qg, og, kbuf, vbuf, scores, inv, n, rep, row, g, 32, max_len, scale); break;
+            case 64: attend_group(qg, og, kbuf, vbuf, scores, inv, n, rep, row, g, 64, max_len, scale); break;
+            case 128: attend_group(qg, og, kbuf, vbuf, scores, inv, n, rep, row, g, 128, max_len, scale); break;
+            default: attend_group(qg, og, kbuf, vbuf, scores, inv, n, rep, row, g, d, max_len, scale);
             }
-            /* softmax over each query head's n scores */
-            for (int64_t r = 0; r < rep; r++) {
-                float *sr = scores + r * max_len;
-                float mx = sr[0];
-                for (int64_t t = 1; t < n; t++) mx = sr[t] > mx ? sr[t] : mx;
-                float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                for (int64_t t = 0; t < n; t++) {
-                    /* Below -80 the weight is under 2e-35 of the largest: it counts as 0. Clamping
-                       first keeps the vector expf off its slow path for out-of-range lanes, and
-                       the 0 keeps pass 2 off denormal arithmetic. */
-                    const float x = sr[t] - mx > -80.0f ? sr[t] - mx : -80.0f;
-                    const float e = expf(x);
-                    sr[t] = x > -80.0f ? e : 0.0f;
-                    sum += sr[t];
-                }
-                inv[r] = 1.0f / sum;
-            }
-            /* pass 2: out_r = sum_t p[r][t] v_t / sum */
-            memset(og, 0, sizeof(float) * (size_t)(rep * d));
-            for (int64_t t = 0; t < n; t++) {
-                const float *vt = vbuf + t * row + g * d;
-                for (int64_t r = 0; r < rep; r++) {
-                    const float p = scores[r * max_len + t];
-                    float *orow = og + r * d;
-#pragma omp simd
-                    for (int64_t j = 0; j < d; j++) orow[j] += p * vt[j];
-                }
-            }
-            for (int64_t r = 0; r < rep; r++)
-                for (int64_t j = 0; j < d; j++) og[r * d + j] *= inv[r];
         }
     }
     free(held);
