@@ -67,7 +67,11 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     src = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([src, " ".join(COMPILE_FLAGS).encode(), cc.encode(),
                                      _cpu_identity().encode()])).hexdigest()[:16]
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "r1" / "kernels"
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no home directory to be found
+        base = Path(tempfile.gettempdir())
+    root = base / "r1" / "kernels"
     lib = root / f"paged_attention-{key}.so"
     if not lib.exists():
         try:
