@@ -239,10 +239,9 @@ class LLMEngine:
         logits, hidden = out if spec else (out, None)  # logits (b, m, V)
         touched: dict[str, _Request] = {}
         sampled = [i for i, (s, st, n, _) in enumerate(rows) if st + n == len(s)]
-        if len(sampled) == len(rows):  # every row of a decode step
-            first = self._sample_rows([r[0] for r in rows], logits[:, 0])
-        else:
-            first = self._sample_rows([rows[i][0] for i in sampled], logits[sampled, 0]) if sampled else []
+        # a decode step samples every row: its logits need no gather
+        lg = logits[:, 0] if len(sampled) == len(rows) else logits[sampled, 0]
+        first = self._sample_rows([rows[i][0] for i in sampled], lg) if sampled else []
         first_of = dict(zip(sampled, first))  # row -> (token, logprob entry)
         now = time.monotonic()
         mtp_rows = []  # (seq, start, n computed this step)

@@ -24,8 +24,7 @@ class ModelRunner:
         """Compute tokens[i] at positions starts[i].. of seqs[i]; logits (b, m, V) at the row
         offsets logits_at (b, m) [, hidden states (b, s, D) before the final norm]."""
         # the kernel is single-threaded: with more torch threads, SDPA's parallel loop is faster
-        in_place = (self.in_place_attention and torch.get_num_threads() == 1 and all(len(t) == 1 for t in tokens)
-                    and all(x.dtype == torch.float32 for x in self.cache.store.values()))
+        in_place = self.in_place_attention and torch.get_num_threads() == 1 and all(len(t) == 1 for t in tokens)
         step, ids, pos = build_step(self.cache, seqs, starts, tokens, self.device, in_place=in_place)
         at = torch.tensor(logits_at, device=self.device)
         if self.compiled is not None and self.compiled.accepts(tokens, return_hidden):

@@ -169,7 +169,6 @@ class MoE(nn.Module):
             out = out + self.shared_experts(x)
         return out.view(shape)
 
-
     def gate_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (n, D) -> (combine (n, e): each expert's gate weight for each token, 0 where it was not
         routed; idx (n, k): the routed experts). For the paths that run every expert."""
