@@ -118,8 +118,28 @@ def test_packed_layouts_and_moe_stay_eager_and_say_why():
     eng = engine(model, True)
     assert eng.runner.compiled is None and "Int4Linear" in eng.compile_skipped
     m = build_model(preset("tiny-deepseek", vocab_size=256, n_routed_experts=32, n_group=1, topk_group=1))
-    eng = engine(m.eval(), True)
-    assert eng.runner.compiled is None and "32 routed experts" in eng.compile_skipped
+    moe = m.model.layers[1].mlp
+    moe.experts[3].up_proj = torch.nn.Linear(moe.experts[3].up_proj.in_features,
+                                             moe.experts[3].up_proj.out_features, bias=True)
+    eng = engine(m.eval(), True)  # experts that differ cannot be banked: every expert would run
+    assert eng.runner.compiled is None and "32 routed experts that could not be banked" in eng.compile_skipped
+
+
+@pytest.mark.parametrize("weights", ["float", "int8"])
+def test_many_experts_compile_banked_and_match_eager(weights):
+    """32 routed experts: banked (r1/engine/moe.py), the compiled step gathers the routed ones."""
+    torch.manual_seed(0)
+    m = build_model(preset("tiny-deepseek", vocab_size=256, n_routed_experts=32, n_group=4, topk_group=2))
+    m.init_weights(std=0.1)
+    m.eval()
+    if weights == "int8":
+        quantize_model(m, "int8")
+    ps = prompts(2, seed=5)
+    sp = SamplingParams(temperature=0, max_tokens=8)
+    want = [c.token_ids for c in outputs(engine(m, False), ps[:1], sp)]
+    eng = engine(m, True, "eager")
+    assert eng.runner.compiled is not None and m.model.layers[1].mlp.__dict__["_bank"] is not None
+    assert [c.token_ids for c in outputs(eng, ps[:1], sp)] == want
 
 
 def test_moe_all_experts_form_equals_routed_loop():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from r1.config import preset
-from r1.engine.moe import EngineMoE, use_engine_moe
+from r1.engine.moe import EngineMoE, bank_experts, use_engine_moe
 from r1.model.deepseek import MoE
 
 
@@ -64,3 +64,57 @@ def test_large_batches_and_large_experts_take_the_routed_loop():
         x = torch.randn(2, 256)
         torch.testing.assert_close(big(x), MoE.forward(big, x))
     assert big.__dict__["_stacked_weights"][1] is None and big.__dict__["_never_stacked"]
+
+
+def _prepare(m, variant):
+    from r1.engine.fuse import fuse_projections
+    from r1.engine.quant import quantize_model
+
+    if variant.startswith("int8"):
+        quantize_model(m, "int8")
+    if variant.endswith("fused"):
+        fuse_projections(m)
+    for mod in m.modules():  # fp32 products, so the two forms differ by summation order only
+        if hasattr(mod, "compute_dtype"):
+            mod.compute_dtype = None
+
+
+@pytest.mark.parametrize("variant", ["float", "float-fused", "int8", "int8-fused"])
+def test_banked_experts_gather_the_routed_function(variant):
+    """The compiled step's MoE form (routed experts' rows gathered from the bank) equals the
+    routed loop, and banking moves storage only: same state_dict, same Parameter objects, and
+    the experts' tensors are views of the bank, so in-place updates reach it."""
+    m = moe(shared=1, experts=8, hidden=64, inter=32)
+    _prepare(m, variant)
+    use_engine_moe(m)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    params = [id(p) for p in m.parameters()]
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        want = MoE.forward(m, x)
+    assert bank_experts(m)
+    w1, s1, w2, s2 = m.__dict__["_bank"]
+    assert w1.shape == (8, 64, 64) and w2.shape == (8, 64, 32)
+    assert (s1 is None) == variant.startswith("float")
+    after = m.state_dict()
+    assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+    assert [id(p) for p in m.parameters()] == params
+    down = m.experts[5].down_proj
+    w = down.qweight if variant.startswith("int8") else down.weight
+    assert w.untyped_storage().data_ptr() == w2.untyped_storage().data_ptr()
+    with torch.inference_mode():
+        got = m.forward_gathered(x)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(MoE.forward(m, x), want, rtol=0, atol=0)  # eager loop unchanged
+    with torch.no_grad():
+        w.add_(1)
+    assert torch.equal(w2[5], w)
+
+
+def test_experts_that_differ_are_not_banked():
+    m = moe(experts=4)
+    m.experts[2].down_proj = torch.nn.Linear(32, 64, bias=True)  # a bias the bank has no room for
+    use_engine_moe(m)
+    ptrs = [p.data_ptr() for p in m.parameters()]
+    assert not bank_experts(m) and m.__dict__.get("_bank") is None
+    assert [p.data_ptr() for p in m.parameters()] == ptrs

@@ -15,7 +15,8 @@ that the caller scatters into the paged store after the graph (a scatter into a 
 the one thing a functional graph would have to copy). The cached length is dynamic, so one
 graph serves every step. Steps that are not plain single-row decode (prefill chunks, batches,
 speculative verification) run eagerly, and so do models the graph cannot hold in one piece
-(`compile_blocker`: packed int4/fp8/GGUF layouts, MoE layers with many experts).
+(`compile_blocker`: packed int4/fp8/GGUF layouts, MoE layers with many experts that could not
+be banked). A MoE step gathers only the routed experts' weights (`EngineMoE.forward_gathered`).
 
 The eager model is the reference; tests hold the compiled step to it (same greedy tokens,
 logits within float tolerance).
@@ -32,6 +33,7 @@ from torch import nn
 
 from r1.engine.kv_cache import DeferredStep, PagedKVCache, PagedStep
 from r1.engine.linear import use_engine_linears
+from r1.engine.moe import bank_all_experts
 from r1.engine.quant_linear import Int8Linear, QuantLinear
 from r1.model.base import CausalLM
 from r1.model.deepseek import MoE
@@ -46,10 +48,13 @@ def compile_blocker(model: nn.Module) -> str | None:
     for name, m in model.named_modules():
         if isinstance(m, QuantLinear) and not isinstance(m, Int8Linear):
             return f"{name} is {type(m).__name__}: no compiled kernel for its packed layout"
-        if isinstance(m, MoE) and name.startswith("model.layers.") and m.n_experts > MAX_COMPILED_EXPERTS:
-            # compiled, a MoE runs every expert on every token (MoE.forward_all_experts: the routed
-            # loop's shapes depend on the data); with many experts that reads far more weights
-            return f"{name} has {m.n_experts} routed experts (compiled MoE runs them all; at most {MAX_COMPILED_EXPERTS})"
+        if (isinstance(m, MoE) and name.startswith("model.layers.") and m.n_experts > MAX_COMPILED_EXPERTS
+                and m.__dict__.get("_bank") is None):
+            # Compiled, a MoE whose experts could not be banked (r1/engine/moe.py: not uniform
+            # float or int8 linears) runs every expert on every token (MoE.forward_all_experts: the
+            # routed loop's shapes depend on the data); with many experts that reads far more weights.
+            return (f"{name} has {m.n_experts} routed experts that could not be banked "
+                    f"(compiled MoE would run them all; at most {MAX_COMPILED_EXPERTS})")
     return None
 
 
@@ -76,6 +81,7 @@ class CompiledDecode:
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
         self.max_rows = 1 if quantized else max_rows
         use_engine_linears(model)  # single-row linears take the gemv form when compiled
+        bank_all_experts(model)  # MoE steps gather only the routed experts' weights (moe.py)
         # Dynamo keeps compiled graphs (and its recompile limit) per code object: a private copy of
         # the function keeps this model's graphs apart from any other CompiledDecode's.
         fn = _decode_forward

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from r1.engine.quant_linear import Int8Linear
 from r1.model.deepseek import MoE
 
 
@@ -39,6 +40,8 @@ class EngineMoE(MoE):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.numel() // x.shape[-1]
+        if torch.compiler.is_compiling() and self.__dict__.get("_bank") is not None:
+            return self.forward_gathered(x)
         if torch.is_grad_enabled() or torch.compiler.is_compiling() or self.__dict__.get("_never_stacked"):
             return super().forward(x)
         stacked = self._stacked()
@@ -57,6 +60,33 @@ class EngineMoE(MoE):
             g, u = gu[:, self.n_experts * 2 * inter:].chunk(2, dim=-1)
             h = torch.cat([h, F.silu(g) * u], dim=1)  # the shared experts, weight 1
         return (h @ w2).view(shape)
+
+    def forward_gathered(self, x: torch.Tensor) -> torch.Tensor:
+        """The routed function with static shapes, reading only the routed experts' weights: each
+        token's k experts are picked out of the bank (`bank_experts`) by index, and every product
+        is a multiply-and-sum, which inductor compiles to one reduction with indirect loads (no
+        (n, k, 2I, D) copy is made). For compiled decode steps; eagerly it would materialize that
+        copy, so it runs eagerly only in tests.
+
+            x (n, D), idx / w (n, k): routed experts and their gate weights
+            w1 (E, 2I, D) [s1 (E, 2I)]: gate rows then up rows; w2 (E, D, I) [s2 (E, D)]
+        """
+        w1, s1, w2, s2 = self.__dict__["_bank"]
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])  # (n, D)
+        w, idx, _ = self.gate(x)
+        gu = (x[:, None, None, :] * w1[idx]).sum(-1, dtype=torch.float32)  # (n, k, 2I)
+        if s1 is not None:
+            gu = gu * s1[idx].float()
+        g, u = gu.chunk(2, dim=-1)
+        h = (F.silu(g) * u * w[:, :, None].float()).to(x.dtype)  # (n, k, I), gate weight folded in
+        y = (h[:, :, None, :] * w2[idx]).sum(-1, dtype=torch.float32)  # (n, k, D)
+        if s2 is not None:
+            y = y * s2[idx].float()
+        out = y.sum(1).to(x.dtype)  # (n, D)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        return out.view(shape)
 
     def _mlps(self) -> list[nn.Module]:
         shared = self._modules.get("shared_experts")
@@ -91,6 +121,66 @@ class EngineMoE(MoE):
             built = (w1, w2, self.experts[0].gate_proj.out_features)
         self.__dict__["_stacked_weights"] = (key, built)  # a plain attribute: not a buffer, not in state_dict
         return built
+
+
+def _expert_linears(mlp: nn.Module) -> tuple[list[nn.Module], nn.Module] | None:
+    """([gate_proj, up_proj] or [gate_up_proj] (fused), down_proj) when every one is a float
+    nn.Linear or a per-row Int8Linear, all of one kind and without bias; None otherwise."""
+    mods = mlp._modules
+    first = [mods["gate_up_proj"]] if "gate_up_proj" in mods else [mods.get("gate_proj"), mods.get("up_proj")]
+    lins = [*first, mods.get("down_proj")]
+    kinds = {Int8Linear if isinstance(m, Int8Linear) else nn.Linear if isinstance(m, nn.Linear) else None
+             for m in lins}
+    if len(kinds) != 1 or None in kinds or any(m.bias is not None for m in lins):
+        return None
+    return first, lins[-1]
+
+
+def _weight(lin: nn.Module) -> torch.Tensor:
+    return lin.qweight if isinstance(lin, Int8Linear) else lin.weight
+
+
+def bank_experts(moe: EngineMoE) -> bool:
+    """Stacks the routed experts' weights into one bank per projection and makes each expert's
+    tensors views of it, so the bank costs no memory and follows in-place updates (an optimizer
+    step). The compiled decode step then gathers the routed experts' rows from it
+    (`EngineMoE.forward_gathered`) instead of running every expert. Parameters keep their
+    identity (their .data is re-pointed), so an optimizer holding them is unaffected. Returns
+    False, changing nothing, when the experts are not uniform float or int8 linears."""
+    if moe.__dict__.get("_bank") is not None:
+        return True
+    found = [_expert_linears(e) for e in moe.experts]
+    if any(f is None for f in found) or len({type(f[1]) for f in found}) != 1:
+        return False
+    quant = isinstance(found[0][1], Int8Linear)
+    with torch.no_grad():
+        w1 = torch.stack([torch.cat([_weight(lin) for lin in first]) for first, _ in found])  # (E, 2I, D)
+        w2 = torch.stack([_weight(down) for _, down in found])  # (E, D, I)
+        s1 = torch.stack([torch.cat([lin.scales for lin in first]) for first, _ in found]) if quant else None
+        s2 = torch.stack([down.scales for _, down in found]) if quant else None
+    views = []  # (linear, weight view, scales view)
+    for e, (first, down) in enumerate(found):
+        row = 0
+        for lin in first:
+            rows = lin.out_features
+            views.append((lin, w1[e, row : row + rows], None if s1 is None else s1[e, row : row + rows]))
+            row += rows
+        views.append((down, w2[e], None if s2 is None else s2[e]))
+    if quant and any(w.data_ptr() % 64 for _, w, _ in views):
+        return False  # int8 kernels need 64-byte aligned weights (quant_linear.aligned): keep them apart
+    for lin, w, sc in views:
+        if quant:
+            lin._buffers["qweight"], lin._buffers["scales"] = w, sc
+            lin._relayout()  # a kernel layout made from the old storage is rebuilt on next use
+        else:
+            lin.weight.data = w
+    moe.__dict__["_bank"] = (w1, s1, w2, s2)  # a plain attribute: not a buffer, not in state_dict
+    return True
+
+
+def bank_all_experts(model: nn.Module) -> int:
+    """bank_experts for every EngineMoE layer that allows it; returns how many were banked."""
+    return sum(bank_experts(m) for m in model.modules() if isinstance(m, EngineMoE))
 
 
 def use_engine_moe(model: nn.Module) -> int:
