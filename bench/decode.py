@@ -50,8 +50,10 @@ def copy_bandwidth(mb: int = 256, reps: int = 5) -> float:
 
 def bytes_per_token(model) -> int:
     """Weight bytes one decode step reads: everything but the embedding table (a row lookup;
-    unless the head is tied to it) and the routed experts a token does not visit."""
+    unless the head is that same tensor) and the routed experts a token does not visit. Turbo
+    quantizes a tied head into its own int8 copy, so there the float table is not read."""
     cfg = model.config
+    head_is_table = getattr(model.lm_head, "weight", None) is model.model.embed_tokens.weight
     frac = cfg.num_experts_per_tok / cfg.n_routed_experts if cfg.n_routed_experts else 1.0
     total = 0
     seen = set()
@@ -60,7 +62,7 @@ def bytes_per_token(model) -> int:
             continue
         seen.add(id(t))
         n = t.numel() * t.element_size()
-        if name == "model.embed_tokens.weight" and not cfg.tie_word_embeddings:
+        if name == "model.embed_tokens.weight" and not head_is_table:
             continue
         total += n * (frac if ".mlp.experts." in name else 1.0)
     return int(total)
