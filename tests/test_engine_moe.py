@@ -118,3 +118,15 @@ def test_experts_that_differ_are_not_banked():
     ptrs = [p.data_ptr() for p in m.parameters()]
     assert not bank_experts(m) and m.__dict__.get("_bank") is None
     assert [p.data_ptr() for p in m.parameters()] == ptrs
+
+
+def test_a_cast_or_move_drops_the_bank():
+    m = moe(experts=4)
+    use_engine_moe(m)
+    assert bank_experts(m)
+    m.double()  # the experts' tensors are new ones now, not views of the bank
+    assert m.__dict__.get("_bank") is None
+    x = torch.randn(3, 64, dtype=torch.float64)
+    with torch.inference_mode():
+        torch.testing.assert_close(m(x), MoE.forward(m, x))
+    assert bank_experts(m) and m.__dict__["_bank"][0].dtype == torch.float64  # banks again on request

@@ -88,6 +88,12 @@ class EngineMoE(MoE):
             out = out + self.shared_experts(x)
         return out.view(shape)
 
+    def _apply(self, fn, recurse=True):
+        # A device move or cast gives the experts new tensors that are no views of the bank: drop
+        # it, so compiled steps fall back to running every expert rather than read stale weights.
+        self.__dict__.pop("_bank", None)
+        return super()._apply(fn, recurse)
+
     def _mlps(self) -> list[nn.Module]:
         shared = self._modules.get("shared_experts")
         return [*self._modules["experts"]._modules.values(), *([shared] if shared is not None else [])]
