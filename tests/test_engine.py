@@ -220,6 +220,19 @@ def test_speculation_refuses_models_without_mtp():
         LLMEngine(tiny("tiny-qwen3"), None, EngineConfig(speculative=True))
 
 
+def test_auto_speculation_drafts_only_where_plain_steps_stay_eager():
+    """speculative="auto" (the turbo profile's): draft with MTP modules, but not when single-row
+    steps are compiled on CPU, where a compiled plain step beats an eager verify step."""
+    model = tiny("tiny-deepseek", seed=3)
+    assert LLMEngine(model, None, EngineConfig(speculative="auto")).speculative
+    eng = LLMEngine(model, None, EngineConfig(speculative="auto", compile=True))  # compiles lazily: not here
+    assert eng.runner.compiled is not None and not eng.speculative and "compiled" in eng.spec_skipped
+    eng = LLMEngine(tiny("tiny-qwen3"), None, EngineConfig(speculative="auto"))
+    assert not eng.speculative and "no MTP" in eng.spec_skipped
+    with pytest.raises(ValueError, match="speculative 'yes'"):
+        EngineConfig(speculative="yes")
+
+
 def test_speculation_with_prefix_sharing_n_samples():
     """n samples of one prompt share its blocks while the MTP module drafts (regression: blocks
     were registered before an accepted draft's token was appended)."""

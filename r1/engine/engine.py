@@ -41,7 +41,11 @@ class EngineConfig:
     prefix_caching: bool = True
     max_model_len: int = 0  # 0 = the model's max_position_embeddings
     max_waiting: int = 0  # 0 = unbounded; servers set a bound and answer 429 beyond it
-    speculative: bool = False  # MTP drafting (models with MTP modules only)
+    # MTP drafting: True (models with MTP modules only), False, or "auto" (the turbo profile's):
+    # draft where the model has MTP modules unless single-row steps are compiled on CPU. Verify
+    # steps (two tokens a row) run eagerly, and there a compiled plain step beat them even at ~96%
+    # acceptance: r1-tiny batch 1, ~900 tok/s compiled plain vs ~260 drafting (/tmp A/B, 3 runs).
+    speculative: bool | str = False
     # A draft costs a second token per row in the main pass plus the MTP pass; when few are
     # accepted (an untrained MTP head, a model fine-tuned away from its head) that is pure loss.
     # After spec_probe_drafts drafts, drafting stops for good if under spec_min_acceptance of
@@ -74,6 +78,8 @@ class EngineConfig:
             raise ValueError(f"kv_cache_dtype {self.kv_cache_dtype!r}: choose 'auto' or 'int8'")
         if self.logprobs_mode not in ("raw", "processed"):
             raise ValueError(f"logprobs_mode {self.logprobs_mode!r}: choose 'raw' or 'processed'")
+        if self.speculative not in (True, False, "auto"):
+            raise ValueError(f"speculative {self.speculative!r}: choose True, False or 'auto'")
         if self.decode_attention not in ("auto", "torch"):
             raise ValueError(f"decode_attention {self.decode_attention!r}: choose 'auto' or 'torch'")
 
@@ -150,9 +156,16 @@ class LLMEngine:
         close = tokenizer.encode(THINK_CLOSE) if tokenizer is not None else []
         self.think_close_ids = close
         self.stats = {"prompt_tokens": 0, "generation_tokens": 0, "spec_drafted": 0, "spec_accepted": 0}
-        if config.speculative and not getattr(model, "mtp", None):
+        has_mtp = bool(getattr(model, "mtp", None))
+        if config.speculative is True and not has_mtp:
             raise ValueError("speculative decoding needs a model with MTP modules (num_nextn_predict_layers > 0)")
-        self.speculative = config.speculative
+        self.spec_skipped = None  # why speculative="auto" does not draft
+        if config.speculative == "auto":
+            if not has_mtp:
+                self.spec_skipped = "the model has no MTP modules"
+            elif compiled is not None and device.type == "cpu":
+                self.spec_skipped = "single-row steps are compiled (faster on CPU than eager verify steps)"
+        self.speculative = has_mtp and config.speculative is not False and self.spec_skipped is None
 
     def _blocks_for(self, gb: float) -> int:
         from r1.config import count_params

@@ -17,7 +17,7 @@ class Profile:
     weights: str | None  # None = as loaded (float); "int4" | "int8" | "fp8"
     group_size: int
     kv_cache_dtype: str  # "auto" | "int8"
-    speculative: bool  # MTP drafting when the model has MTP modules
+    speculative: bool  # MTP drafting where the model has MTP modules and it pays (EngineConfig: "auto")
     compile: bool  # decode steps through torch.compile (r1/engine/compiled.py)
 
 
@@ -67,7 +67,7 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
         assert is_quantized(model)
     fuse_projections(model)
     overrides = {"kv_cache_dtype": p.kv_cache_dtype,
-                 "speculative": p.speculative and bool(getattr(model, "mtp", None))}
+                 "speculative": "auto" if p.speculative else False}  # the engine decides (EngineConfig)
     if p.compile:  # only ever switched on: `base` leaves an explicit compile=True alone
         overrides["compile"] = True
     return model, overrides
