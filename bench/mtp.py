@@ -1,6 +1,8 @@
 """MTP speculative decoding on a trained model: acceptance rate of the MTP head's drafts and the
 decode speed-up through the engine, against the same engine without drafting (the peer), in
-the same run. Greedy outputs must be token-identical; the script fails if they are not.
+the same run. Greedy outputs must be token-identical; the script fails if they are not. At batch 1
+it also times plain decoding with compiled single-row steps (`compile=True`), which drafting's
+eager verify steps have to beat; the turbo profile drafts only where steps are not compiled.
 
     python bench/mtp.py                          # models/r1-tiny
     python bench/mtp.py --model runs/r1-zero/base/model --template r1_zero --out docs/bench-mtp.md
@@ -26,11 +28,11 @@ def prompts_for(tok, template: str, n: int) -> list[list[int]]:
                                                add_generation_prompt=True), add_special_tokens=False) for p in probs]
 
 
-def run(model: str, prompts: list[list[int]], batch: int, speculative: bool, max_tokens: int):
+def run(model: str, prompts: list[list[int]], batch: int, speculative: bool, max_tokens: int, compile: bool = False):
     from r1.engine.engine import LLM
     from r1.engine.sampling import SamplingParams
 
-    llm = LLM(model, speculative=speculative, max_num_seqs=batch)
+    llm = LLM(model, speculative=speculative, max_num_seqs=batch, compile=compile)
     params = SamplingParams(temperature=0, max_tokens=max_tokens)
     llm.generate(prompts[:1], params)  # warm-up
     for k in llm.engine.stats:
@@ -66,15 +68,23 @@ def main() -> None:
         spec_tps, accept, spec_toks = run(args.model, prompts, batch, True, args.max_tokens)
         if base_toks != spec_toks:
             raise SystemExit(f"batch {batch}: greedy outputs differ with MTP drafting — a correctness bug")
-        rows.append((batch, base_tps, spec_tps, accept))
+        comp_tps = None
+        if batch == 1:  # only single-row steps compile
+            comp_tps, _, comp_toks = run(args.model, prompts, batch, False, args.max_tokens, compile=True)
+            if comp_toks != base_toks:
+                raise SystemExit("batch 1: greedy outputs differ with compiled steps — a correctness bug")
+        rows.append((batch, base_tps, spec_tps, accept, comp_tps))
         print(f"batch {batch}: plain {base_tps:.1f} tok/s, MTP {spec_tps:.1f} tok/s "
-              f"({spec_tps / base_tps:.2f}x), acceptance {accept:.1%}, greedy outputs identical")
+              f"({spec_tps / base_tps:.2f}x), acceptance {accept:.1%}, greedy outputs identical"
+              + (f"; plain compiled {comp_tps:.1f} tok/s" if comp_tps else ""))
     lines = [f"# MTP speculative decoding on `{args.model}`", "",
              f"`python bench/mtp.py --model {args.model} --template {args.template} --threads {args.threads}`; "
              f"{args.prompts} held-out arithmetic prompts, greedy, {args.max_tokens} tokens max; "
              f"device: CPU ({platform.machine()}, {args.threads} thread(s)). Peer: the same engine without drafting.",
-             "", "| batch | plain tok/s | MTP tok/s | speed-up | acceptance (position 1) |", "|---|---|---|---|---|"]
-    lines += [f"| {b} | {p:.1f} | {s:.1f} | {s / p:.2f}x | {a:.1%} |" for b, p, s, a in rows]
+             "", "| batch | plain tok/s | MTP tok/s | speed-up | acceptance (position 1) | plain compiled tok/s |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {b} | {p:.1f} | {s:.1f} | {s / p:.2f}x | {a:.1%} | {f'{c:.1f}' if c else '-'} |"
+              for b, p, s, a, c in rows]
     lines += ["", "Greedy outputs are token-identical with and without drafting (checked by the script)."]
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
