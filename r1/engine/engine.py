@@ -43,8 +43,9 @@ class EngineConfig:
     max_waiting: int = 0  # 0 = unbounded; servers set a bound and answer 429 beyond it
     # MTP drafting: True (models with MTP modules only), False, or "auto" (the turbo profile's):
     # draft where the model has MTP modules unless single-row steps are compiled on CPU. Verify
-    # steps (two tokens a row) run eagerly, and there a compiled plain step beat them even at ~96%
-    # acceptance: r1-tiny batch 1, ~900 tok/s compiled plain vs ~260 drafting (/tmp A/B, 3 runs).
+    # steps (two tokens a row) run eagerly, and there a compiled plain step beat them even at ~99%
+    # acceptance: bench/mtp.py on r1-tiny, batch 1, one thread, 822 tok/s compiled plain vs 344
+    # drafting (191.6 plain eager).
     speculative: bool | str = False
     # A draft costs a second token per row in the main pass plus the MTP pass; when few are
     # accepted (an untrained MTP head, a model fine-tuned away from its head) that is pure loss.
