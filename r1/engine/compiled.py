@@ -33,7 +33,7 @@ from torch import nn
 
 from r1.engine.kv_cache import DeferredStep, PagedKVCache, PagedStep
 from r1.engine.linear import use_engine_linears
-from r1.engine.moe import bank_all_experts
+from r1.engine.moe import bank_all_experts, bankable, use_engine_moe
 from r1.engine.quant_linear import Int8Linear, QuantLinear
 from r1.model.base import CausalLM
 from r1.model.deepseek import MoE
@@ -49,7 +49,7 @@ def compile_blocker(model: nn.Module) -> str | None:
         if isinstance(m, QuantLinear) and not isinstance(m, Int8Linear):
             return f"{name} is {type(m).__name__}: no compiled kernel for its packed layout"
         if (isinstance(m, MoE) and name.startswith("model.layers.") and m.n_experts > MAX_COMPILED_EXPERTS
-                and m.__dict__.get("_bank") is None):
+                and not bankable(m)):
             # Compiled, a MoE whose experts could not be banked (r1/engine/moe.py: not uniform
             # float or int8 linears) runs every expert on every token (MoE.forward_all_experts: the
             # routed loop's shapes depend on the data); with many experts that reads far more weights.
@@ -81,6 +81,7 @@ class CompiledDecode:
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
         self.max_rows = 1 if quantized else max_rows
         use_engine_linears(model)  # single-row linears take the gemv form when compiled
+        use_engine_moe(model)
         bank_all_experts(model)  # MoE steps gather only the routed experts' weights (moe.py)
         # Dynamo keeps compiled graphs (and its recompile limit) per code object: a private copy of
         # the function keeps this model's graphs apart from any other CompiledDecode's.

@@ -17,7 +17,7 @@ import torch
 from r1.engine.compiled import CompiledDecode, compile_blocker
 from r1.engine.kv_cache import BlockManager, PagedKVCache
 from r1.engine.linear import use_engine_linears
-from r1.engine.moe import bank_all_experts, use_engine_moe
+from r1.engine.moe import use_engine_moe
 from r1.engine.paged_attention import native_unavailable
 from r1.engine.runner import ModelRunner
 from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_logprobs
@@ -142,7 +142,6 @@ class LLMEngine:
             raise ValueError("compiled= was made for another model")
         self.compile_skipped = None  # why compile=True was not honoured
         if compiled is None and config.compile:
-            bank_all_experts(model)  # compiled MoE steps read only the routed experts (r1/engine/moe.py)
             self.compile_skipped = compile_blocker(model)
             if self.compile_skipped:
                 log.info("compile=True ignored, decoding eagerly: %s", self.compile_skipped)

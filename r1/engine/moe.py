@@ -146,17 +146,36 @@ def _weight(lin: nn.Module) -> torch.Tensor:
     return lin.qweight if isinstance(lin, Int8Linear) else lin.weight
 
 
+def _bank_layout(moe: MoE) -> list[tuple[list[nn.Module], nn.Module]] | None:
+    """Each expert's (first projections, down_proj) when the experts can be banked, else None:
+    uniform float or int8 linears without bias, and for int8 every expert's slice of the bank
+    starting on a 64-byte boundary (a fresh tensor does; the slices start at multiples of I x D
+    bytes), since the int8 kernels need aligned weights (quant_linear.aligned)."""
+    found = [_expert_linears(e) for e in moe.experts]
+    if any(f is None for f in found) or len({type(f[1]) for f in found}) != 1:
+        return None
+    down = found[0][1]
+    if isinstance(down, Int8Linear) and (down.in_features * down.out_features) % 64:
+        return None
+    return found
+
+
+def bankable(moe: MoE) -> bool:
+    """Whether `bank_experts` would bank this layer (compile_blocker asks before compiling)."""
+    return moe.__dict__.get("_bank") is not None or _bank_layout(moe) is not None
+
+
 def bank_experts(moe: EngineMoE) -> bool:
     """Stacks the routed experts' weights into one bank per projection and makes each expert's
     tensors views of it, so the bank costs no memory and follows in-place updates (an optimizer
     step). The compiled decode step then gathers the routed experts' rows from it
     (`EngineMoE.forward_gathered`) instead of running every expert. Parameters keep their
     identity (their .data is re-pointed), so an optimizer holding them is unaffected. Returns
-    False, changing nothing, when the experts are not uniform float or int8 linears."""
+    False, changing nothing, when the experts cannot be banked (`_bank_layout`)."""
     if moe.__dict__.get("_bank") is not None:
         return True
-    found = [_expert_linears(e) for e in moe.experts]
-    if any(f is None for f in found) or len({type(f[1]) for f in found}) != 1:
+    found = _bank_layout(moe)
+    if found is None:
         return False
     quant = isinstance(found[0][1], Int8Linear)
     with torch.no_grad():
@@ -173,7 +192,7 @@ def bank_experts(moe: EngineMoE) -> bool:
             row += rows
         views.append((down, w2[e], None if s2 is None else s2[e]))
     if quant and any(w.data_ptr() % 64 for _, w, _ in views):
-        return False  # int8 kernels need 64-byte aligned weights (quant_linear.aligned): keep them apart
+        return False  # _bank_layout's arithmetic assumes an aligned allocation; never bank misaligned
     for lin, w, sc in views:
         if quant:
             lin._buffers["qweight"], lin._buffers["scales"] = w, sc
