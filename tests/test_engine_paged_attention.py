@@ -13,14 +13,6 @@ needs_kernel = pytest.mark.skipif(pa.native_unavailable() is not None,
                                   reason=f"kernel not built here: {pa.native_unavailable()}")
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def paged(b, H, KV, d, bs, lens, shared_blocks=0, seed=0, spread=1.0):
     """Random storage and block tables; rows 2i and 2i+1 share their first `shared_blocks` blocks."""
     g = torch.Generator().manual_seed(seed)

@@ -382,3 +382,46 @@ def test_async_rollouts_lag_one_update_and_report_worker_errors(tok, tmp_path):
         w.close()
     with pytest.raises(ValueError, match="dynamic_sampling"):
         GRPOConfig(async_rollouts=True, dynamic_sampling=True)
+
+
+def test_compiled_rollouts_train_like_eager_ones(tok, tmp_path, monkeypatch):
+    """grpo.compile_rollouts: the trainer makes one CompiledDecode and every rollout's engine uses
+    it, across the in-place weight updates between steps. Traced with dynamo's "eager" backend
+    (what inductor would get, compiled in seconds), the run ends with the weights of an eager one."""
+    import r1.train.grpo as grpo_mod
+    from r1.engine.compiled import CompiledDecode
+
+    made = []
+    monkeypatch.setattr(grpo_mod, "rollout_compiler",
+                        lambda model, rows: made.append(CompiledDecode(model, rows, backend="eager")) or made[-1])
+    runs = []
+    for compile_rollouts in (False, True):
+        tr = GRPOTrainer(config(tmp_path / str(compile_rollouts), compile_rollouts=compile_rollouts),
+                         model=policy(tok), tokenizer=tok, records=SHORT, reward_funcs=[even_share])
+        tr.train()
+        runs.append(tr.policy.state_dict())
+    assert len(made) == 1 and made[0].max_rows == 2 * 4  # prompts per step x G
+    assert made[0].in_place_graph and any(k[1] for keys in made[0]._checked.values() for k in keys)
+    for (n, a), b in zip(runs[0].items(), runs[1].values()):
+        assert torch.allclose(a, b, atol=1e-6), n
+
+
+def test_async_worker_compiles_its_decode_steps(tok):
+    """The worker builds its CompiledDecode (inductor) once; its samples are the eager worker's."""
+    from r1.train.rollout_worker import RolloutWorker
+
+    model = policy(tok)
+    prompts = [tok.encode(r["prompt"]) for r in SHORT[:2]]
+    got = []
+    for rows in (0, 8):
+        w = RolloutWorker(model, tok, threads=1, compile_rows=rows)
+        try:
+            for seed in (1, 2):  # the second rollout reuses the graphs
+                w.submit(prompt_ids=prompts, num_generations=4, max_completion_length=12, seeds=[seed, seed + 7])
+                got.append(w.result(SHORT[:2]))
+        finally:
+            w.close()
+    for eager, compiled in zip(got[:2], got[2:]):
+        assert compiled.completion_ids == eager.completion_ids
+        for a, b in zip(compiled.logps, eager.logps):
+            assert a == pytest.approx(b, abs=1e-4)

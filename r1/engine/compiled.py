@@ -31,12 +31,13 @@ import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 from torch import nn
 
-from r1.engine.kv_cache import DeferredStep, PagedKVCache, PagedStep
+from r1.engine.kv_cache import DeferredStep, InPlaceStep, PagedKVCache, PagedStep
 from r1.engine.linear import use_engine_linears
 from r1.engine.moe import bank_all_experts, bankable, use_engine_moe
 from r1.engine.quant_linear import Int8Linear, QuantLinear
 from r1.model.base import CausalLM
 from r1.model.deepseek import MoE
+from r1.model.dense import GQAAttention
 from r1.model.layers import PAD_POS
 
 
@@ -65,6 +66,17 @@ def _decode_forward(model: CausalLM, cache: PagedKVCache, ids: torch.Tensor, pos
     return logits, step.new
 
 
+def _in_place_forward(model: CausalLM, cache: PagedKVCache, ids: torch.Tensor, pos: torch.Tensor,
+                      slots: torch.Tensor, table: torch.Tensor, lens: torch.Tensor, logits_at: torch.Tensor):
+    return model(ids, positions=pos, cache=InPlaceStep(cache, slots, table, lens), logits_at=logits_at)
+
+
+def _private(fn):
+    """A private copy of fn: dynamo keeps compiled graphs (and its recompile limit) per code
+    object, so each CompiledDecode's graphs stay apart from any other's."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
 class CompiledDecode:
     """Runs plain decode steps (one new token per row, at most `max_rows` rows) compiled.
     Holds no cache of its own, so one instance can serve engine after engine over the same model
@@ -72,10 +84,13 @@ class CompiledDecode:
 
     def __init__(self, model: CausalLM, max_rows: int = 1, backend: str = "inductor"):
         """max_rows: the most rows a compiled step takes. The engine compiles only the single-row
-        step: with several rows the linears are matrix products that run as fast eagerly, and
-        measured on a 32-row GRPO rollout of a tiny Qwen2 the dynamic-shape graph was slower than
-        eager (0.71-0.82 s vs 0.51-0.58 s), while a float SmolLM2 gained 4% at 16 rows. Quantized
-        linears keep rows > 1 eager in any case (fbgemm's kernel is not callable from a graph).
+        step: with several rows the linears are matrix products that run as fast eagerly; a float
+        SmolLM2 gained 4% at 16 rows. GRPO's rollouts (grpo.compile_rollouts) compile every row
+        count: their tiny policies' steps are mostly per-op overhead. There, on a 32-row rollout of
+        the benchmark's Qwen2 at one thread, the gather + SDPA graph (0.71 s) lost to the eager
+        kernel path (0.58 s), and the in-place graph (`_in_place_forward`) won (measured in
+        docs/bench-grpo.md). Quantized linears keep rows > 1 eager in any case (fbgemm's kernel
+        is not callable from a graph).
         backend: torch.compile's; "eager" traces the same graph without generating code (tests)."""
         self.model = model
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
@@ -83,13 +98,15 @@ class CompiledDecode:
         use_engine_linears(model)  # single-row linears take the gemv form when compiled
         use_engine_moe(model)
         bank_all_experts(model)  # MoE steps gather only the routed experts' weights (moe.py)
-        # Dynamo keeps compiled graphs (and its recompile limit) per code object: a private copy of
-        # the function keeps this model's graphs apart from any other CompiledDecode's.
-        fn = _decode_forward
-        fn = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-        self._fn = torch.compile(fn, dynamic=True, backend=backend)
-        # per cache (engine): which graphs (one row: True, several: False) ran with full guards
-        self._checked: weakref.WeakKeyDictionary[PagedKVCache, set[bool]] = weakref.WeakKeyDictionary()
+        self._fn = torch.compile(_private(_decode_forward), dynamic=True, backend=backend)
+        # Steps that attend in place (the native kernel: GQA models, CPU, one thread) get a graph of
+        # their own that calls the kernel as a custom op and writes the cache itself: no gathered
+        # copy of the past. On the GRPO benchmark's 32-row rollouts that is the graph that beats
+        # the eager kernel path (the gather + SDPA graph did not: see __init__'s max_rows).
+        self.in_place_graph = all(isinstance(layer.self_attn, GQAAttention) for layer in model.model.layers)
+        self._fn_in_place = torch.compile(_private(_in_place_forward), dynamic=True, backend=backend)
+        # per cache (engine): which graphs ((one row?, in place?)) ran with full guards
+        self._checked: weakref.WeakKeyDictionary[PagedKVCache, set[tuple[bool, bool]]] = weakref.WeakKeyDictionary()
 
     def accepts(self, tokens: list[list[int]], return_hidden: bool) -> bool:
         return not return_hidden and len(tokens) <= self.max_rows and all(len(t) == 1 for t in tokens)
@@ -97,6 +114,11 @@ class CompiledDecode:
     def __call__(self, step: PagedStep, ids: torch.Tensor, pos: torch.Tensor,
                  logits_at: torch.Tensor) -> torch.Tensor:
         """The decode step build_step described (ids, pos (b, 1)) -> logits (b, 1, V)."""
+        in_place = step.in_place if self.in_place_graph else None
+        key = (ids.shape[0] == 1, in_place is not None)
+        if in_place is not None:
+            args = (self.model, step.cache, ids, pos, step.slots, *in_place, logits_at)
+            return self._run(self._fn_in_place, args, step.cache, key)
         # build_step's view has each row's new token at column pos among t = max(pos) + 1
         # columns; the past is every column before the last with a key position below pos.
         index, key_pos = step.index[:, :-1], step.key_pos[:, :-1]  # (b, t - 1)
@@ -105,28 +127,33 @@ class CompiledDecode:
             w = 2 - index.shape[1]
             index = F.pad(index, (0, w))
             key_pos = F.pad(key_pos, (0, w), value=PAD_POS)
-        # Guards (~1 ms a step for a 30-layer model: one check per parameter and cached tensor)
-        # are evaluated on the first step of each graph (one row / several) for each cache; after
-        # that the step differs only in the sizes of b and t, which the graph is general in, so
-        # dynamo may skip the guards that cannot tell graphs apart. (In torch 2.13 that still runs
-        # every tensor's match guard -- they count as distinguishing -- and skips the rest; on the
-        # DeepSeek-arch benchmark model the two modes measured alike, 8.3-8.9 vs 8.7 ms a step, and
-        # what cut its guard time was handing the graph fewer tensors: banked experts, moe.py.)
-        # This assumes what holds while an engine lives: its cache's tensors stay the same and
-        # the model's parameters keep their shapes, dtypes and devices (values may change in
-        # place: GRPO's updates).
-        seen = self._checked.setdefault(step.cache, set())
-        one = ids.shape[0] == 1
-        if one in seen:
-            with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
-                logits, new = self._fn(self.model, step.cache, ids, pos, index, key_pos, logits_at)
-        else:
-            # Duck shaping would assume rows == cached length whenever they first coincide, and
-            # recompile (tens of seconds) when they part; sizes here are unrelated.
-            with fx_config.patch(use_duck_shape=False):
-                logits, new = self._fn(self.model, step.cache, ids, pos, index, key_pos, logits_at)
-            seen.add(one)
+        logits, new = self._run(self._fn, (self.model, step.cache, ids, pos, index, key_pos, logits_at), step.cache,
+                                key)
         slots = step.slots
         for (layer, name), stored in new.items():  # encoded in the graph, rows in slot order
             step.cache.put(layer, name, stored, slots)
         return logits
+
+    def _run(self, fn, args: tuple, cache: PagedKVCache, key: tuple[bool, bool]):
+        """fn(*args) -- one of the compiled functions -- with guards checked once per graph and cache.
+
+        Guards (~1 ms a step for a 30-layer model: one check per parameter and cached tensor)
+        are evaluated on the first step of each graph (key: one row or several, in place or not)
+        for each cache; after that the step differs only in the sizes of b and t, which the graph
+        is general in, so dynamo may skip the guards that cannot tell graphs apart. (In torch 2.13
+        that still runs every tensor's match guard -- they count as distinguishing -- and skips
+        the rest; on the DeepSeek-arch benchmark model the two modes measured alike, 8.3-8.9 vs
+        8.7 ms a step, and what cut its guard time was handing the graph fewer tensors: banked
+        experts, moe.py.) This assumes what holds while an engine lives: its cache's tensors stay
+        the same and the model's parameters keep their shapes, dtypes and devices (values may
+        change in place: GRPO's updates)."""
+        seen = self._checked.setdefault(cache, set())
+        if key in seen:
+            with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+                return fn(*args)
+        # Duck shaping would assume rows == cached length whenever they first coincide, and
+        # recompile (tens of seconds) when they part; sizes here are unrelated.
+        with fx_config.patch(use_duck_shape=False):
+            out = fn(*args)
+        seen.add(key)
+        return out

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from r1.engine.paged_attention import paged_decode_attention
+from r1.engine.paged_attention import paged_decode_attention, write_and_attend
 from r1.engine.sequence import Sequence
 from r1.model.layers import PAD_POS
 
@@ -240,6 +240,11 @@ class PagedStep:
         """(n,) storage rows of the step's real tokens, in row-major order."""
         return self._slots
 
+    @property
+    def in_place(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(block tables (b, width), key counts (b,)) when this decode step attends in place, else None."""
+        return None if self._table is None else (self._table, self._lens)
+
     def begin(self, positions: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
         return self.key_pos
 
@@ -267,6 +272,33 @@ class PagedStep:
         o = paged_decode_attention(q[:, 0], self.cache.store[(layer, "k")], self.cache.store[(layer, "v")],
                                    self._table, self._lens, self.cache.block_size, scale, check=not self._checked)
         self._checked = True  # the inputs are checked on the first layer; the rest are alike
+        return o[:, None]
+
+
+class InPlaceStep:
+    """A plain decode step's cache view inside a compiled forward (r1/engine/compiled.py): each
+    layer writes its new K/V and attends in place through the `r1::paged_write_attend` op, what
+    PagedStep.attend does eagerly. Built in the graph from plain tensors (PagedStep's
+    constructor looks at values). For models whose every layer attends in place (GQA): an MLA
+    layer would call `write`, which this view does not serve."""
+
+    def __init__(self, cache: PagedKVCache, slots: torch.Tensor, table: torch.Tensor, lens: torch.Tensor):
+        self.cache, self.slots, self.table, self.lens = cache, slots, table, lens
+
+    def begin(self, positions: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        return key_pos  # the mask built from it goes unused: attention reads the blocks
+
+    def write(self, layer: int, **new: torch.Tensor) -> list[torch.Tensor]:
+        raise RuntimeError(f"layer {layer} does not attend in place: InPlaceStep serves GQA layers only")
+
+    def commit(self) -> None:
+        pass
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+        """q (b, 1, H, d), this step's k, v (b, 1, KV, d) -> (b, 1, H, d)."""
+        o = write_and_attend(q[:, 0].contiguous(), k[:, 0].contiguous(), v[:, 0].contiguous(),
+                             self.cache.store[(layer, "k")], self.cache.store[(layer, "v")], self.slots,
+                             self.table, self.lens, self.cache.block_size, scale)
         return o[:, None]
 
 

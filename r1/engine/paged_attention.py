@@ -16,6 +16,12 @@ with more threads SDPA's own parallelism wins. fp32 caches only.
 
 The reference is `paged_decode_attention_reference` (gather + SDPA, what the engine otherwise
 runs); tests/test_engine_paged_attention.py holds them equal.
+
+`write_and_attend` is the whole of an in-place decode layer's cache work -- write the step's new
+keys and values into their slots, then attend -- registered as one torch custom op
+(`r1::paged_write_attend`) so a compiled decode step (r1/engine/compiled.py) can hold the kernel:
+dynamo cannot trace a ctypes call, and the op declares the two storage tensors it writes, so
+the graph keeps the write before the read.
 """
 from __future__ import annotations
 
@@ -121,6 +127,22 @@ def paged_decode_attention(q: torch.Tensor, k_store: torch.Tensor, v_store: torc
                                   block_size, scale):
         raise MemoryError("paged_decode_attention: scratch allocation failed")
     return out
+
+
+@torch.library.custom_op("r1::paged_write_attend", mutates_args=("k_store", "v_store"))
+def write_and_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_store: torch.Tensor, v_store: torch.Tensor,
+                     slots: torch.Tensor, table: torch.Tensor, lens: torch.Tensor, block_size: int,
+                     scale: float) -> torch.Tensor:
+    """k, v (b, KV, d): the step's new keys and values -> storage rows slots (b,); then
+    paged_decode_attention (unchecked: the eager caller checks once per step, see PagedStep)."""
+    k_store.index_copy_(0, slots, k)
+    v_store.index_copy_(0, slots, v)
+    return paged_decode_attention(q, k_store, v_store, table, lens, block_size, scale, check=False)
+
+
+@write_and_attend.register_fake
+def _(q, k, v, k_store, v_store, slots, table, lens, block_size, scale):
+    return torch.empty_like(q, memory_format=torch.contiguous_format)
 
 
 def check_inputs(q: torch.Tensor, k_store: torch.Tensor, v_store: torch.Tensor, table: torch.Tensor,

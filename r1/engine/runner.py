@@ -27,7 +27,8 @@ class ModelRunner:
         in_place = self.in_place_attention and torch.get_num_threads() == 1 and all(len(t) == 1 for t in tokens)
         step, ids, pos = build_step(self.cache, seqs, starts, tokens, self.device, in_place=in_place)
         at = torch.tensor(logits_at, device=self.device)
-        if self.compiled is not None and self.compiled.accepts(tokens, return_hidden):
+        # (a compiled graph reads the cache's storage tensors, which the first eager write makes)
+        if self.compiled is not None and self.cache.store and self.compiled.accepts(tokens, return_hidden):
             return self.compiled(step, ids, pos, at)
         return self.model(ids, positions=pos, cache=step, logits_at=at, return_hidden=return_hidden)
 

@@ -39,7 +39,7 @@ from r1.train.grpo_loss import group_advantages, grpo_loss, token_logps
 from r1.train.logging import MetricsLogger, TrainProgress
 from r1.train.loop import NonFiniteError, export_final, setup_determinism
 from r1.train.optim import build_optimizer
-from r1.train.rollout import Rollout, generate_groups, micro_batches, rollout_seed, score
+from r1.train.rollout import Rollout, generate_groups, micro_batches, rollout_compiler, rollout_seed, score
 from r1.train.rollout_worker import SampledAhead
 from r1.train.tokenizer_train import tokenizer_files, tokenizer_files_from_dir
 
@@ -101,7 +101,10 @@ class GRPOTrainer:
             raise TrainConfigError(f"grpo.async_rollouts runs the sampler in a second CPU process; the policy is on "
                                    f"{self.dist.device}: set grpo.async_rollouts=false")
         # asynchronous rollouts' state; it also carries a rollout restored from an async checkpoint
-        self.ahead = SampledAhead(self.policy, tokenizer, self.records, g.rollout_threads)
+        rows = g.prompts_per_rank * g.num_generations if g.compile_rollouts else 0
+        self.ahead = SampledAhead(self.policy, tokenizer, self.records, g.rollout_threads, rows)
+        # synchronous rollouts' compiled decode (grpo.compile_rollouts), made on first use
+        self._compiled, self._compile_rows = None, rows
         self.sampler = BatchSampler([len(p) for p in self.prompt_ids], g.prompts_per_rank * self.dist.world_size,
                                     seed=cfg.run.seed)
         self._build_optimizer()
@@ -207,8 +210,10 @@ class GRPOTrainer:
                 self.ahead.submit(idx, **kwargs)
                 got = self.ahead.take()
             else:
+                if self._compile_rows and self._compiled is None:
+                    self._compiled = rollout_compiler(self.policy, self._compile_rows) or False
                 got = idx, generate_groups(self.policy, self.tokenizer, records=[self.records[i] for i in idx],
-                                           **kwargs)
+                                           compiled=self._compiled or None, **kwargs)
         if self.cfg.grpo.async_rollouts:  # also after the last step: its checkpoint then holds the
             nxt = self._draw()  # rollout a longer (resumed) run would continue with
             self.ahead.submit(nxt, **self._sample_kwargs(step + 1, 0, nxt))

@@ -73,6 +73,12 @@ class GRPOConfig:
     # which the clipped ratio corrects with the sampling policy's own log-probs (rollout_worker.py).
     async_rollouts: bool = False
     rollout_threads: int = 0  # the worker's torch threads; 0 = half of this process's, at least 1
+    # Decode steps of the rollouts through torch.compile (r1/engine/compiled.py), every row count,
+    # with the native paged kernel inside the graph where it applies (GQA, CPU, one thread: the
+    # async worker). A tiny policy's decode step is mostly per-op overhead, which the graph
+    # removes; the price is compiling on the first rollout (~40 s cold on the 2-core VM, seconds
+    # from inductor's cache). Measured in docs/bench-grpo.md (run K).
+    compile_rollouts: bool = False
     # The training forward runs a micro-batch's completions sorted by length in this many passes,
     # each padded to its own longest row (1 = one pass padded to the longest of all). Measured
     # on bench/grpo.py's Qwen2 policy (one fixed rollout of 32 completions, max_completion_length

@@ -12,15 +12,19 @@ truncated at max_completion_length (DAPO's overlong filtering masks those).
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from r1.engine.compiled import CompiledDecode, compile_blocker
 from r1.engine.engine import EngineConfig, LLMEngine
 from r1.engine.sampling import SamplingParams
 from r1.model.base import CausalLM
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,17 +87,29 @@ class Rollout:
         return out
 
 
+def rollout_compiler(model: CausalLM, rows: int) -> CompiledDecode | None:
+    """A CompiledDecode for rollouts of up to `rows` samples (grpo.compile_rollouts), made once per
+    policy and reused by every rollout's engine; None, logged with the reason, where the model
+    cannot be compiled."""
+    why = compile_blocker(model)
+    if why:
+        log.warning("grpo.compile_rollouts: decoding eagerly, %s", why)
+        return None
+    return CompiledDecode(model, max_rows=rows)
+
+
 def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], records: list[dict[str, Any]],
                     num_generations: int, max_completion_length: int, temperature: float = 1.0,
                     top_p: float = 1.0, top_k: int = 0, seeds: list[int] | None = None,
                     max_num_batched_tokens: int = 4096, block_size: int = 16, logprobs: bool = False,
-                    decode_attention: str = "auto") -> Rollout:
+                    decode_attention: str = "auto", compiled: CompiledDecode | None = None) -> Rollout:
     """Sample `num_generations` completions of each prompt with the engine (prefix-cached).
 
     seeds[g]: completion j of prompt g uses generator seed seeds[g] + j (the engine's rule for
     n > 1), so a rollout is reproducible whatever else is in the batch -- a resumed run
     regenerates exactly what the killed one would have. logprobs: also record each sampled token's
-    log-prob under the sampling distribution (Rollout.logps). decode_attention: EngineConfig's."""
+    log-prob under the sampling distribution (Rollout.logps). decode_attention: EngineConfig's.
+    compiled: a CompiledDecode of `model` (rollout_compiler) whose graphs the decode steps use."""
     G = num_generations
     if seeds is not None and len(seeds) != len(prompt_ids):
         raise ValueError(f"{len(seeds)} seeds for {len(prompt_ids)} prompts")
@@ -108,7 +124,7 @@ def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], rec
     # streams, which a trainer never reads; EOS ids become stop ids and the texts are decoded
     # once at the end.
     eos = list(getattr(tokenizer, "eos_token_ids", None) or [])
-    engine = LLMEngine(model, None, cfg)  # puts the model in eval mode
+    engine = LLMEngine(model, None, cfg, compiled=compiled)  # puts the model in eval mode
     seqs = []
     for g, ids in enumerate(prompt_ids):
         sp = SamplingParams(temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_completion_length,

@@ -32,12 +32,14 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from r1.train.rollout import Rollout, generate_groups
+from r1.train.rollout import Rollout, generate_groups, rollout_compiler
 
 
 def _serve(conn: multiprocessing.connection.Connection, config, shared: dict[str, torch.Tensor], tokenizer,
-           threads: int) -> None:
-    """The worker's loop: ("rollout", kwargs) -> ("ok", Rollout fields) | ("error", traceback)."""
+           threads: int, compile_rows: int) -> None:
+    """The worker's loop: ("rollout", kwargs) -> ("ok", Rollout fields) | ("error", traceback).
+    compile_rows > 0: decode through a CompiledDecode of that many rows, made once (its graphs
+    compile on the first rollout and serve every later one: the weights change in place)."""
     torch.set_num_threads(threads)
     from r1.model import build_model
 
@@ -45,6 +47,7 @@ def _serve(conn: multiprocessing.connection.Connection, config, shared: dict[str
         model = build_model(config, dtype=next(iter(shared.values())).dtype)
         model.load_state_dict(shared, assign=True)  # the parameters are the shared tensors themselves
         model.requires_grad_(False)
+        compiled = rollout_compiler(model, compile_rows) if compile_rows else None
     except Exception:  # noqa: BLE001 -- reported to the trainer, which raises it
         conn.send(("error", traceback.format_exc()))
         return
@@ -59,7 +62,7 @@ def _serve(conn: multiprocessing.connection.Connection, config, shared: dict[str
         try:
             with torch.no_grad():
                 ro = generate_groups(model, tokenizer, records=[{}] * len(kwargs["prompt_ids"]), logprobs=True,
-                                     **kwargs)
+                                     compiled=compiled, **kwargs)
             conn.send(("ok", ro.state()))
         except Exception:  # noqa: BLE001 -- reported to the trainer, which raises it
             conn.send(("error", traceback.format_exc()))
@@ -76,7 +79,7 @@ class RolloutWorker:
     one rollout is in flight at a time, and `submit` copies the current weights into shared
     memory first -- which is safe exactly because nothing is in flight then."""
 
-    def __init__(self, policy: torch.nn.Module, tokenizer, threads: int = 1):
+    def __init__(self, policy: torch.nn.Module, tokenizer, threads: int = 1, compile_rows: int = 0):
         if any(p.device.type != "cpu" for p in policy.parameters()):
             raise ValueError("asynchronous rollouts run the sampler in a CPU process; the policy is on "
                              f"{next(policy.parameters()).device} (use the synchronous path on GPU)")
@@ -88,7 +91,7 @@ class RolloutWorker:
                        for k, v in state.items()}
         ctx = mp.get_context("spawn")  # fork would copy the trainer's threads and locks mid-flight
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, policy.config, self.shared, tokenizer, threads),
+        self.proc = ctx.Process(target=_serve, args=(child, policy.config, self.shared, tokenizer, threads, compile_rows),
                                 daemon=True, name="r1-rollout-worker")
         self.proc.start()
         child.close()
@@ -145,9 +148,12 @@ class SampledAhead:
     indices it is sampling (`inflight`), and a rollout sampled ahead but not used yet (`ready`:
     drained before a save, or restored from a checkpoint's rank state)."""
 
-    def __init__(self, policy: torch.nn.Module, tokenizer, records: list[dict], threads: int = 0):
-        """threads: the worker's torch threads; 0 = half of this process's at start, at least 1."""
+    def __init__(self, policy: torch.nn.Module, tokenizer, records: list[dict], threads: int = 0,
+                 compile_rows: int = 0):
+        """threads: the worker's torch threads; 0 = half of this process's at start, at least 1.
+        compile_rows: > 0 compiles the worker's decode steps for up to that many rows."""
         self.policy, self.tokenizer, self.records, self.threads = policy, tokenizer, records, threads
+        self.compile_rows = compile_rows
         self.worker: RolloutWorker | None = None
         self.inflight: list[int] | None = None
         self.ready: tuple[list[int], Rollout] | None = None
@@ -156,7 +162,7 @@ class SampledAhead:
         """Start sampling prompts `idx` (generate_groups' arguments) with the weights as they are now."""
         if self.worker is None:
             self.worker = RolloutWorker(self.policy, self.tokenizer,
-                                        self.threads or max(1, torch.get_num_threads() // 2))
+                                        self.threads or max(1, torch.get_num_threads() // 2), self.compile_rows)
         self.worker.submit(**kwargs)
         self.inflight = idx
 
