@@ -8,7 +8,9 @@ each prompt of the batch, score them, one optimizer update.
 Rows, each trainer at each way of using the machine's cores: r1 synchronous at 1 and 2 torch
 threads (--r1-threads), r1 with grpo.async_rollouts (a worker process samples the next step while
 this one trains, --threads threads each; one update of policy lag), TRL at 1 and 2 threads
-(--trl-threads). r1's ratios are taken against the fastest TRL row.
+(--trl-threads). r1's ratios are taken against the fastest TRL row. r1's rollouts decode
+through torch.compile (grpo.compile_rollouts; --no-compile for eager), compiled during each
+trainer's first step, which is a warm-up step and not counted.
 
 The model, per --arch (Qwen2: dense GQA; DeepSeek-V3: MLA + MoE + MTP), starts from random
 weights and gets a short R1-Zero-format SFT with r1's own `r1.train.sft`, so that, like a base
@@ -208,7 +210,7 @@ def bench_arch(a: argparse.Namespace, arch: str, policy: str | None, tmp: Path) 
         optim=OptimConfig(lr=1e-6, warmup_steps=0, schedule="constant", weight_decay=0.0, beta2=0.999, grad_clip=1.0),
         grpo=GRPOConfig(num_generations=a.G, per_device_train_batch_size=a.prompts * a.G,
                         max_completion_length=a.max_completion, loss_type="dapo", beta=0.0, num_iterations=1,
-                        scale_rewards="group", temperature=1.0),
+                        scale_rewards="group", temperature=1.0, compile_rollouts=a.compile_rollouts),
         data=GRPODataConfig(mode="r1_zero"))
     r1_threads = [int(x) for x in a.r1_threads.split(",")]
     # one trainer per row: (name, trainer, torch threads while it runs)
@@ -282,6 +284,9 @@ def main() -> int:
                     help="R1-Zero-format SFT steps before GRPO (0 = random policy)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads of the async row's trainer and of its worker each, and for the policy build")
+    ap.add_argument("--no-compile", dest="compile_rollouts", action="store_false",
+                    help="r1 rollouts decode eagerly (default: grpo.compile_rollouts, compiled on each trainer's "
+                         "first rollout, a warm-up step)")
     ap.add_argument("--no-async", dest="async_rollouts", action="store_false",
                     help="leave out the r1 row with grpo.async_rollouts (a worker process samples the next step "
                          "while this one trains, with --threads threads of its own)")
