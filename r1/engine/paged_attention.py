@@ -134,7 +134,10 @@ def write_and_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_store:
                      slots: torch.Tensor, table: torch.Tensor, lens: torch.Tensor, block_size: int,
                      scale: float) -> torch.Tensor:
     """k, v (b, KV, d): the step's new keys and values -> storage rows slots (b,); then
-    paged_decode_attention (unchecked: the eager caller checks once per step, see PagedStep)."""
+    paged_decode_attention, unchecked (the checks cost more than a small layer's call). Its one
+    caller, a compiled step (kv_cache.InPlaceStep), passes what is valid by construction: the
+    engine's own block tables, lengths and fp32 storage, for a model the engine found the kernel
+    fits (LLMEngine's in_place condition); eager steps call paged_decode_attention, checked."""
     k_store.index_copy_(0, slots, k)
     v_store.index_copy_(0, slots, v)
     return paged_decode_attention(q, k_store, v_store, table, lens, block_size, scale, check=False)
