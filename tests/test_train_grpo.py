@@ -425,3 +425,21 @@ def test_async_worker_compiles_its_decode_steps(tok):
         assert compiled.completion_ids == eager.completion_ids
         for a, b in zip(compiled.logps, eager.logps):
             assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_async_worker_and_trainer_split_the_threads(tok):
+    """With the worker running, the trainer keeps the threads the worker did not take (no more
+    threads than it had across both processes), and gets its own count back at close()."""
+    from r1.train.rollout_worker import SampledAhead
+
+    torch.set_num_threads(2)
+    ahead = SampledAhead(policy(tok), tok, SHORT)
+    try:
+        ahead.submit([0], prompt_ids=[tok.encode(SHORT[0]["prompt"])], num_generations=2, max_completion_length=4)
+        assert torch.get_num_threads() == 1  # the worker took half of 2
+        assert ahead.take()[1].completion_ids
+    finally:
+        ahead.close()
+        after = torch.get_num_threads()
+        torch.set_num_threads(1)  # the module's setting
+    assert after == 2

@@ -151,9 +151,14 @@ class SampledAhead:
     def __init__(self, policy: torch.nn.Module, tokenizer, records: list[dict], threads: int = 0,
                  compile_rows: int = 0):
         """threads: the worker's torch threads; 0 = half of this process's at start, at least 1.
+        While the worker runs, this process keeps the rest (at least 1) and gets its count back
+        at close(): the two processes run side by side, and more threads than cores stall
+        OpenMP's parallel regions (a 2-thread trainer beside its 1-thread worker on 2 cores:
+        0.57 s a step against 0.52 with 1 + 1, docs/bench-grpo.md run K).
         compile_rows: > 0 compiles the worker's decode steps for up to that many rows."""
         self.policy, self.tokenizer, self.records, self.threads = policy, tokenizer, records, threads
         self.compile_rows = compile_rows
+        self._own_threads: int | None = None  # this process's thread count before the worker started
         self.worker: RolloutWorker | None = None
         self.inflight: list[int] | None = None
         self.ready: tuple[list[int], Rollout] | None = None
@@ -161,8 +166,11 @@ class SampledAhead:
     def submit(self, idx: list[int], **kwargs: Any) -> None:
         """Start sampling prompts `idx` (generate_groups' arguments) with the weights as they are now."""
         if self.worker is None:
-            self.worker = RolloutWorker(self.policy, self.tokenizer,
-                                        self.threads or max(1, torch.get_num_threads() // 2), self.compile_rows)
+            own = torch.get_num_threads()
+            threads = self.threads or max(1, own // 2)
+            self.worker = RolloutWorker(self.policy, self.tokenizer, threads, self.compile_rows)
+            self._own_threads = own
+            torch.set_num_threads(max(1, own - threads))
         self.worker.submit(**kwargs)
         self.inflight = idx
 
@@ -195,3 +203,6 @@ class SampledAhead:
         if self.worker is not None:
             self.worker.close()
             self.worker = None
+        if self._own_threads is not None:
+            torch.set_num_threads(self._own_threads)
+            self._own_threads = None
