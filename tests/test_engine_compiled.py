@@ -92,6 +92,23 @@ def test_in_place_graph_matches_eager(name, backend, one_thread):
             assert [x["logprob"] for x in gc.logprobs] == pytest.approx([x["logprob"] for x in wc.logprobs], abs=1e-4)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_token_prompt_compiles_like_eager(threads):
+    """A 1-token prompt: its prefill step is a one-token-per-row step before the cache has any
+    storage (it runs eagerly), and the first compiled step's cached past is padded to 2."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = tiny("tiny-qwen3")
+        sp = SamplingParams(temperature=0, max_tokens=6, logprobs=0)
+        for ps in ([[7]], [[7], [9, 4]]):  # one row (its own graph), then several
+            want = outputs(engine(model, False), ps, sp)
+            got = outputs(engine(model, True, "eager"), ps, sp)
+            assert [c.token_ids for c in got] == [c.token_ids for c in want]
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_compiled_step_writes_the_same_cache_as_eager():
     """After a few steps, the paged store holds the same entries either way (the compiled path
     scatters what the graph encoded)."""

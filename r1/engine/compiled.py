@@ -117,7 +117,10 @@ class CompiledDecode:
         in_place = step.in_place if self.in_place_graph else None
         key = (ids.shape[0] == 1, in_place is not None)
         if in_place is not None:
-            args = (self.model, step.cache, ids, pos, step.slots, *in_place, logits_at)
+            table, lens = in_place
+            if table.shape[1] < 2:  # keep the block-table width off 1, which compilers specialize
+                table = F.pad(table, (0, 2 - table.shape[1]))  # block 0, never read: lens bounds each row
+            args = (self.model, step.cache, ids, pos, step.slots, table, lens, logits_at)
             return self._run(self._fn_in_place, args, step.cache, key)
         # build_step's view has each row's new token at column pos among t = max(pos) + 1
         # columns; the past is every column before the last with a key position below pos.
@@ -127,6 +130,11 @@ class CompiledDecode:
             w = 2 - index.shape[1]
             index = F.pad(index, (0, w))
             key_pos = F.pad(key_pos, (0, w), value=PAD_POS)
+        # Standard strides either way: the graph guards on them, and a padded first step (a
+        # 1-token prompt) would otherwise leave a guard that the sliced later steps fail.
+        # (.contiguous() would keep a one-row slice's stride: a size-1 dim counts as contiguous.)
+        index = index.clone(memory_format=torch.contiguous_format)
+        key_pos = key_pos.clone(memory_format=torch.contiguous_format)
         logits, new = self._run(self._fn, (self.model, step.cache, ids, pos, index, key_pos, logits_at), step.cache,
                                 key)
         slots = step.slots
