@@ -11,10 +11,13 @@ compiles the single-row step only: the latency case of one user, where it matter
 
 What is compiled is the model's own forward, unchanged, over a `DeferredStep` cache view: each
 row attends to its cached past plus its own new K/V, and the new entries come back as outputs
-that the caller scatters into the paged store after the graph (a scatter into a large buffer is
-the one thing a functional graph would have to copy). The cached length is dynamic, so one
-graph serves every step. Steps that are not plain single-row decode (prefill chunks, batches,
-speculative verification) run eagerly, and so do models the graph cannot hold in one piece
+that the caller scatters into the paged store after the graph (a plain scatter into a large
+buffer is what a functional graph would have to copy). Where a step attends in place (the
+native paged kernel: GQA models, CPU, one thread), the graph is over an `InPlaceStep` instead:
+the kernel is a custom op that declares the store it writes, and the cache's store is written
+inside the graph. The cached length is dynamic, so one graph serves every step. Steps with more
+rows than `max_rows` (the engine: 1; GRPO's rollouts: all of them), prefill chunks and
+speculative verification run eagerly, and so do models the graph cannot hold in one piece
 (`compile_blocker`: packed int4/fp8/GGUF layouts, MoE layers with many experts that could not
 be banked). A MoE step gathers only the routed experts' weights (`EngineMoE.forward_gathered`).
 
@@ -57,6 +60,14 @@ def compile_blocker(model: nn.Module) -> str | None:
             return (f"{name} has {m.n_experts} routed experts that could not be banked "
                     f"(compiled MoE would run them all; at most {MAX_COMPILED_EXPERTS})")
     return None
+
+
+def compile_decode(model: CausalLM, max_rows: int = 1) -> tuple[CompiledDecode | None, str | None]:
+    """(a CompiledDecode of the model for steps of up to max_rows rows, None), or (None, why not)
+    where compile_blocker refuses the model: what LLMEngine(compile=True) and GRPO's
+    compile_rollouts both make."""
+    why = compile_blocker(model)
+    return (None, why) if why else (CompiledDecode(model, max_rows), None)
 
 
 def _decode_forward(model: CausalLM, cache: PagedKVCache, ids: torch.Tensor, pos: torch.Tensor,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from r1.engine.compiled import CompiledDecode, compile_blocker
+from r1.engine.compiled import CompiledDecode, compile_decode
 from r1.engine.kv_cache import BlockManager, PagedKVCache
 from r1.engine.linear import use_engine_linears
 from r1.engine.moe import use_engine_moe
@@ -142,11 +142,9 @@ class LLMEngine:
             raise ValueError("compiled= was made for another model")
         self.compile_skipped = None  # why compile=True was not honoured
         if compiled is None and config.compile:
-            self.compile_skipped = compile_blocker(model)
+            compiled, self.compile_skipped = compile_decode(model)  # the single-row step (see CompiledDecode)
             if self.compile_skipped:
                 log.info("compile=True ignored, decoding eagerly: %s", self.compile_skipped)
-            else:
-                compiled = CompiledDecode(model)  # the single-row step (see CompiledDecode for why)
         in_place = (config.decode_attention == "auto" and device.type == "cpu" and config.kv_cache_dtype == "auto"
                     and model.model.embed_tokens.weight.dtype == torch.float32 and native_unavailable() is None)
         self.runner = ModelRunner(model, self.cache, compiled, in_place_attention=in_place)

@@ -101,10 +101,13 @@ class GRPOTrainer:
             raise TrainConfigError(f"grpo.async_rollouts runs the sampler in a second CPU process; the policy is on "
                                    f"{self.dist.device}: set grpo.async_rollouts=false")
         # asynchronous rollouts' state; it also carries a rollout restored from an async checkpoint
-        rows = g.prompts_per_rank * g.num_generations if g.compile_rollouts else 0
-        self.ahead = SampledAhead(self.policy, tokenizer, self.records, g.rollout_threads, rows)
-        # synchronous rollouts' compiled decode (grpo.compile_rollouts), made on first use
-        self._compiled, self._compile_rows = None, rows
+        rows = g.prompts_per_rank * g.num_generations  # a draw's samples: the most rows a decode step has
+        self.ahead = SampledAhead(self.policy, tokenizer, self.records, g.rollout_threads,
+                                  rows if g.compile_rollouts else 0)
+        # grpo.compile_rollouts, synchronous: this process's rollouts decode through one CompiledDecode
+        # (asynchronous: the worker makes its own). Nothing compiles before the first decode step.
+        self.compiled = (rollout_compiler(self.policy, rows) if g.compile_rollouts and not g.async_rollouts
+                         else None)
         self.sampler = BatchSampler([len(p) for p in self.prompt_ids], g.prompts_per_rank * self.dist.world_size,
                                     seed=cfg.run.seed)
         self._build_optimizer()
@@ -210,10 +213,8 @@ class GRPOTrainer:
                 self.ahead.submit(idx, **kwargs)
                 got = self.ahead.take()
             else:
-                if self._compile_rows and self._compiled is None:
-                    self._compiled = rollout_compiler(self.policy, self._compile_rows) or False
                 got = idx, generate_groups(self.policy, self.tokenizer, records=[self.records[i] for i in idx],
-                                           compiled=self._compiled or None, **kwargs)
+                                           compiled=self.compiled, **kwargs)
         if self.cfg.grpo.async_rollouts:  # also after the last step: its checkpoint then holds the
             nxt = self._draw()  # rollout a longer (resumed) run would continue with
             self.ahead.submit(nxt, **self._sample_kwargs(step + 1, 0, nxt))

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from r1.engine.compiled import CompiledDecode, compile_blocker
+from r1.engine.compiled import CompiledDecode, compile_decode
 from r1.engine.engine import EngineConfig, LLMEngine
 from r1.engine.sampling import SamplingParams
 from r1.model.base import CausalLM
@@ -91,11 +91,10 @@ def rollout_compiler(model: CausalLM, rows: int) -> CompiledDecode | None:
     """A CompiledDecode for rollouts of up to `rows` samples (grpo.compile_rollouts), made once per
     policy and reused by every rollout's engine; None, logged with the reason, where the model
     cannot be compiled."""
-    why = compile_blocker(model)
+    compiled, why = compile_decode(model, rows)
     if why:
         log.warning("grpo.compile_rollouts: decoding eagerly, %s", why)
-        return None
-    return CompiledDecode(model, max_rows=rows)
+    return compiled
 
 
 def generate_groups(model: CausalLM, tokenizer, prompt_ids: list[list[int]], records: list[dict[str, Any]],
