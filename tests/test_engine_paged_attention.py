@@ -5,6 +5,7 @@ import torch
 
 from r1.config import preset
 from r1.engine import paged_attention as pa
+from r1.engine import native
 from r1.engine.engine import EngineConfig, LLMEngine
 from r1.engine.sampling import SamplingParams
 from r1.model import build_model
@@ -131,7 +132,7 @@ def test_engine_keeps_the_torch_path_where_the_kernel_does_not_apply(monkeypatch
 
 
 def test_no_compiler_means_the_torch_path_with_a_reason(monkeypatch):
-    monkeypatch.setattr(pa, "_compiler", lambda: None)
+    monkeypatch.setattr(native, "compiler", lambda: None)
     pa._load.cache_clear()
     try:
         assert "no C compiler" in pa.native_unavailable()

@@ -132,7 +132,7 @@ class LLMEngine:
         mcfg = model.config
         self.max_model_len = min(config.max_model_len or mcfg.max_position_embeddings, mcfg.max_position_embeddings)
         num_blocks = config.num_blocks or self._blocks_for(config.kv_cache_gb)
-        device = model.model.embed_tokens.weight.device
+        device = model.device
         self.blocks = BlockManager(num_blocks, config.block_size, config.prefix_caching)
         self.cache = PagedKVCache(num_blocks, config.block_size, device, config.kv_cache_dtype)
         self.scheduler = Scheduler(self.blocks, config.max_num_seqs, config.max_num_batched_tokens)
@@ -146,7 +146,7 @@ class LLMEngine:
             if self.compile_skipped:
                 log.info("compile=True ignored, decoding eagerly: %s", self.compile_skipped)
         in_place = (config.decode_attention == "auto" and device.type == "cpu" and config.kv_cache_dtype == "auto"
-                    and model.model.embed_tokens.weight.dtype == torch.float32 and native_unavailable() is None)
+                    and model.dtype == torch.float32 and native_unavailable() is None)
         self.runner = ModelRunner(model, self.cache, compiled, in_place_attention=in_place)
         self.requests: dict[str, _Request] = {}
         self._seq_ids = itertools.count()
@@ -170,7 +170,7 @@ class LLMEngine:
 
         r = count_params(self.model.config)
         per_token = r.kv_elems_per_token_layer * (r.num_layers + self.model.config.num_nextn_predict_layers)
-        bytes_per = 1 if self.config.kv_cache_dtype == "int8" else self.model.model.embed_tokens.weight.element_size()
+        bytes_per = 1 if self.config.kv_cache_dtype == "int8" else torch.empty((), dtype=self.model.dtype).element_size()
         return max(1, int(gb * 2**30 // (per_token * bytes_per * self.config.block_size)))
 
     # ------------------------------------------------------------------ requests

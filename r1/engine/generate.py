@@ -51,7 +51,7 @@ def decode_steps(model: CausalLM, prompts: list[list[int]],
     """Yield (next tokens (b,), active (b,) bool) once per step. The caller decides when a row is
     done (eos, stop string, length) by setting `active[i] = False`; the loop ends when none is."""
     _check(model, prompts, params)
-    device = model.model.embed_tokens.weight.device
+    device = model.device
     b = len(prompts)
     ids, mask = _left_pad(prompts, pad_id=0)
     ids, mask = ids.to(device), mask.to(device)

@@ -27,75 +27,25 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-SOURCE = Path(__file__).parent / "kernels" / "paged_attention.c"
+from r1.engine.native import KERNELS, build_library
+
+SOURCE = KERNELS / "paged_attention.c"
 # -ffast-math lets gcc vectorize the reductions and call libmvec's vector expf; the inputs are
 # finite scores, the order of summation is the only change. It is given to the compile step
 # only: linked with it, gcc adds crtfastmath, which would flush denormals for the whole process.
 COMPILE_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-std=c11"]
 
 
-def _cpu_identity() -> str:
-    """What -march=native depends on: a build is only reused on the same kind of CPU."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))]
-    return "\n".join(sorted(set(keep)))
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc"):
-        if name and (path := shutil.which(name)):
-            return path
-    return None
-
-
 @functools.cache
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
     """(the loaded library, None) or (None, why not). Built at most once per machine and source."""
-    if platform.system() != "Linux":
-        return None, f"built only on Linux (this is {platform.system()})"
-    cc = _compiler()
-    if cc is None:
-        return None, "no C compiler found ($CC, cc, gcc)"
-    src = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([src, " ".join(COMPILE_FLAGS).encode(), cc.encode(),
-                                     _cpu_identity().encode()])).hexdigest()[:16]
-    try:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    except RuntimeError:  # no home directory to be found
-        base = Path(tempfile.gettempdir())
-    root = base / "r1" / "kernels"
-    lib = root / f"paged_attention-{key}.so"
-    if not lib.exists():
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=root) as tmp:
-                obj, out = Path(tmp) / "k.o", Path(tmp) / "k.so"
-                subprocess.run([cc, *COMPILE_FLAGS, "-c", str(SOURCE), "-o", str(obj)], check=True,
-                               capture_output=True, timeout=120)
-                subprocess.run([cc, "-shared", str(obj), "-o", str(out), "-lm"], check=True, capture_output=True,
-                               timeout=120)
-                os.replace(out, lib)  # atomic: a concurrent builder finds a whole library or none
-        except (OSError, subprocess.SubprocessError) as e:
-            err = getattr(e, "stderr", b"") or b""
-            return None, f"building {SOURCE.name} failed: {e} {err.decode(errors='replace')[-500:]}".strip()
-    try:
-        dll = ctypes.CDLL(str(lib))
-    except OSError as e:
-        return None, f"loading {lib} failed: {e}"
+    dll, why = build_library(SOURCE, COMPILE_FLAGS, ["-lm"])
+    if dll is None:
+        return None, why
     fn = dll.paged_decode_attention
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 6 + [ctypes.c_float]

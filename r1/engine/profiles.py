@@ -44,6 +44,16 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
 
     p = get_profile(profile)
     path = Path(path)
+    if gguf_blocks_apply(path, device):
+        # A GGUF's blocks are already 4-8-bit weights: both profiles compute on them in place
+        # (r1/engine/gguf_linear.py). Re-quantizing them (turbo's int8/int4) would read more bytes
+        # per token, not fewer, and cost a float round trip at load. What turbo adds here is the
+        # int8 KV cache; its decode steps stay eager (no compiled graph holds the block kernels).
+        from r1.engine.gguf_linear import load_gguf_blocks
+
+        model = load_gguf_blocks(path, dtype=dtype, device=device)
+        overrides = {"kv_cache_dtype": p.kv_cache_dtype, "speculative": "auto" if p.speculative else False}
+        return model, overrides
     if p.weights is None:
         model = r1.load_model(path, dtype=dtype, device=device)
     elif str(device).startswith("cpu") and fbgemm_available():
@@ -71,3 +81,10 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
     if p.compile:  # only ever switched on: `base` leaves an explicit compile=True alone
         overrides["compile"] = True
     return model, overrides
+
+
+def gguf_blocks_apply(path: Path, device: str | torch.device) -> bool:
+    """A .gguf file on the CPU with the block kernels built: load_gguf_blocks serves it."""
+    from r1.engine.gguf_linear import native_unavailable
+
+    return path.suffix == ".gguf" and path.is_file() and torch.device(device).type == "cpu" and native_unavailable() is None

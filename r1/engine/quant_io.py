@@ -144,7 +144,7 @@ def save_quantized(model: CausalLM, folder: str | Path, dtype: torch.dtype | Non
     tensors = _tensors(model, dtype)
     hf = model.config.to_hf()
     hf["quantization_config"] = qc
-    fdt = dtype or model.model.embed_tokens.weight.dtype
+    fdt = dtype or model.dtype
     hf["torch_dtype"] = str(fdt).removeprefix("torch.")
     return write_checkpoint(folder, tensors, hf, extra_files, max_shard_bytes)
 

@@ -15,7 +15,7 @@ class ModelRunner:
         """in_place_attention: decode steps may attend with the native paged kernel
         (r1/engine/paged_attention.py) -- the engine has checked it is built and fits the model."""
         self.model, self.cache, self.compiled = model, cache, compiled
-        self.device = model.model.embed_tokens.weight.device
+        self.device = model.device
         self.in_place_attention = in_place_attention
 
     @torch.inference_mode()

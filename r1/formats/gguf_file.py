@@ -18,6 +18,7 @@ is already in torch order. The `gguf` package is used for constants and dequanti
 """
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,6 +337,20 @@ class GGUFFile:
             bits = self.raw(name).data.view(np.int16).reshape(t.shape).copy()
             return torch.from_numpy(bits).view(torch.bfloat16).to(dtype)
         return torch.from_numpy(self.numpy(name)).to(dtype)
+
+    def drop_pages(self, name: str) -> None:
+        """Tell the kernel this process is done with a tensor's pages (madvise DONTNEED): a loader that
+        copied the bytes elsewhere keeps its resident size at one copy. Later reads fault the pages
+        back in from the file, so views stay valid."""
+        mm = getattr(self._mm, "_mmap", None)
+        if mm is None or not hasattr(mm, "madvise"):
+            return
+        t = self.info(name)
+        page = mmap.PAGESIZE
+        start = -(-t.offset // page) * page  # whole pages inside the tensor only: neighbours may be in use
+        end = (t.offset + t.nbytes) // page * page
+        if end > start:
+            mm.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def close(self) -> None:
         # Arrays handed out by raw() keep their own reference to the map, so dropping ours is safe.

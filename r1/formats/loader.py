@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from r1.config import ModelConfig
 from r1.formats.names import hub_to_ours
@@ -23,10 +24,17 @@ OPTIONAL_SUFFIXES = ("e_score_correction_bias",)
 
 
 def empty_model(cfg: ModelConfig, dtype: torch.dtype, device: str | torch.device) -> CausalLM:
-    model = build_model(cfg, device="meta")
+    return materialize(build_model(cfg, device="meta"), dtype, device)
+
+
+def materialize(model: CausalLM, dtype: torch.dtype, device: str | torch.device) -> CausalLM:
+    """A model built on the meta device, given uninitialized storage (the loader fills it) and its
+    derived buffers; modules already swapped for real ones (quantized layers) keep theirs."""
+    cfg = model.config
     model.to_empty(device=device)
     model.to(dtype)
-    if cfg.tie_word_embeddings:  # to_empty replaces meta parameters one by one, which unties them
+    if cfg.tie_word_embeddings and isinstance(model.lm_head, nn.Linear) and hasattr(model.model.embed_tokens, "weight"):
+        # to_empty replaces meta parameters one by one, which unties them
         model.lm_head.weight = model.model.embed_tokens.weight
     with torch.no_grad():  # non-persistent buffers are not in checkpoints: recompute them
         model.rotary.inv_freq.copy_(rope_frequencies(cfg)[0])

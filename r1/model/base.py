@@ -70,6 +70,16 @@ class CausalLM(nn.Module, abc.ABC):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
+    # The model's float dtype and device, read off the final norm: every model has one, and it stays
+    # float when the embedding is quantized (r1/engine/gguf_linear.py's GGUFEmbedding has no .weight).
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.norm.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.norm.weight.device
+
     @abc.abstractmethod
     def make_attention(self, i: int) -> nn.Module:
         """The attention module of layer i (called during __init__, before self.model exists)."""
@@ -90,7 +100,7 @@ class CausalLM(nn.Module, abc.ABC):
                 positions = torch.arange(start, start + s, device=input_ids.device).expand(b, s)
         new_key_pos = positions if attention_mask is None else positions.masked_fill(attention_mask == 0, PAD_POS)
         key_pos = cache.begin(positions, new_key_pos) if cache is not None else new_key_pos
-        cos, sin = self.rotary(positions, self.model.embed_tokens.weight.dtype)
+        cos, sin = self.rotary(positions, self.dtype)
         tokens = None
         if ffn_real_only and attention_mask is not None and not bool(attention_mask.all()):
             tokens = attention_mask.reshape(-1).nonzero().squeeze(1)

@@ -1,0 +1,96 @@
+"""Building r1's small C kernels (r1/engine/kernels/*.c) on first use, for the CPU they run on.
+
+Each kernel is compiled with the machine's C compiler (`$CC`, else cc / gcc) for this very CPU
+(-march=native), cached under ~/.cache/r1/kernels (or $XDG_CACHE_HOME) by a key over the source,
+the flags, the compiler and the CPU's identity (model name and flag list), and loaded through
+ctypes. A build made on one kind of CPU is therefore never run on another: a cache directory
+shared between machines (a home folder on NFS, a container image) gets one build per CPU kind,
+and an instruction the CPU lacks is never executed. Where there is no compiler, or the build
+fails, `build_library` says why and the caller keeps its torch path.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+KERNELS = Path(__file__).parent / "kernels"
+
+
+@functools.cache
+def cpu_identity() -> str:
+    """What -march=native depends on: a build is only reused on the same kind of CPU."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keep = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(keep)))
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo names them (avx2, avx512f, avx512_bf16, amx_bf16, ...)."""
+    for line in cpu_identity().splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_model() -> str:
+    for line in cpu_identity().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        if name and (path := shutil.which(name)):
+            return path
+    return None
+
+
+def cache_root() -> Path:
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no home directory to be found
+        base = Path(tempfile.gettempdir())
+    return base / "r1" / "kernels"
+
+
+def build_library(source: Path, compile_flags: list[str], link_flags: list[str]) -> tuple[ctypes.CDLL | None, str | None]:
+    """(the loaded library, None) or (None, why not). Built at most once per machine kind and source."""
+    if platform.system() != "Linux":
+        return None, f"built only on Linux (this is {platform.system()})"
+    cc = compiler()
+    if cc is None:
+        return None, "no C compiler found ($CC, cc, gcc)"
+    src = source.read_bytes()
+    key = hashlib.sha256(b"\0".join([src, " ".join(compile_flags + link_flags).encode(), cc.encode(),
+                                     cpu_identity().encode()])).hexdigest()[:16]
+    root = cache_root()
+    lib = root / f"{source.stem}-{key}.so"
+    if not lib.exists():
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=root) as tmp:
+                obj, out = Path(tmp) / "k.o", Path(tmp) / "k.so"
+                subprocess.run([cc, *compile_flags, "-c", str(source), "-o", str(obj)], check=True,
+                               capture_output=True, timeout=180)
+                subprocess.run([cc, "-shared", str(obj), "-o", str(out), *link_flags], check=True,
+                               capture_output=True, timeout=180)
+                os.replace(out, lib)  # atomic: a concurrent builder finds a whole library or none
+        except (OSError, subprocess.SubprocessError) as e:
+            err = getattr(e, "stderr", b"") or b""
+            return None, f"building {source.name} failed: {e} {err.decode(errors='replace')[-500:]}".strip()
+    try:
+        return ctypes.CDLL(str(lib)), None
+    except OSError as e:
+        return None, f"loading {lib} failed: {e}"
