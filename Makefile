@@ -34,5 +34,15 @@ demo: install
 test: install-test
 	$(BIN)/python -m pytest
 
+# Benchmark peers, not needed by the tests: TRL, and llama.cpp (llama-cpp-python, built from source,
+# ~15-20 min on 2 cores). Its AMX kernels are left out: on the KVM guests measured here they crashed
+# on any multi-token batch (a 2-token prompt), while AVX512-VNNI/BF16 work.
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON \
+	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+bench: install-test
+	$(BIN)/pip install -q $(TORCH) -e ".[bench]"
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q --no-cache-dir llama-cpp-python==0.3.36
+
 clean:
 	rm -rf $(VENV) build *.egg-info

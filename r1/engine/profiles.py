@@ -47,13 +47,13 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
     if gguf_blocks_apply(path, device):
         # A GGUF's blocks are already 4-8-bit weights: both profiles compute on them in place
         # (r1/engine/gguf_linear.py). Re-quantizing them (turbo's int8/int4) would read more bytes
-        # per token, not fewer, and cost a float round trip at load. What turbo adds here is the
-        # int8 KV cache; its decode steps stay eager (no compiled graph holds the block kernels).
+        # per token, not fewer, and cost a float round trip at load. Decode steps stay eager (no
+        # compiled graph holds the block kernels), and the KV cache stays float: turbo's int8 cache
+        # measured no faster here (docs/bench-decode-real.md), so turbo is base on these files.
         from r1.engine.gguf_linear import load_gguf_blocks
 
         model = load_gguf_blocks(path, dtype=dtype, device=device)
-        overrides = {"kv_cache_dtype": p.kv_cache_dtype, "speculative": "auto" if p.speculative else False}
-        return model, overrides
+        return model, {"speculative": "auto" if p.speculative else False}
     if p.weights is None:
         model = r1.load_model(path, dtype=dtype, device=device)
     elif str(device).startswith("cpu") and fbgemm_available():
@@ -83,8 +83,15 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
     return model, overrides
 
 
+# GGUF files at least this big compute on their blocks. Below it (SmolLM2-135M's 92 MiB) per-step
+# Python overhead, not bytes read, bounds decode, and the earlier paths -- fp32 on oneDNN-packed
+# weights (base), compiled int8 steps (turbo) -- keep the figures of docs/bench-decode.md.
+GGUF_BLOCKS_MIN_BYTES = 256 * 2**20
+
+
 def gguf_blocks_apply(path: Path, device: str | torch.device) -> bool:
-    """A .gguf file on the CPU with the block kernels built: load_gguf_blocks serves it."""
+    """A large .gguf file on the CPU with the block kernels built: load_gguf_blocks serves it."""
     from r1.engine.gguf_linear import native_unavailable
 
-    return path.suffix == ".gguf" and path.is_file() and torch.device(device).type == "cpu" and native_unavailable() is None
+    return (path.suffix == ".gguf" and path.is_file() and path.stat().st_size >= GGUF_BLOCKS_MIN_BYTES
+            and torch.device(device).type == "cpu" and native_unavailable() is None)

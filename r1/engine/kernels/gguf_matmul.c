@@ -35,7 +35,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __AVX2__
+#if defined(__SSE__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
