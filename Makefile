@@ -35,8 +35,9 @@ test: install-test
 	$(BIN)/python -m pytest
 
 # Benchmark peers, not needed by the tests: TRL, and llama.cpp (llama-cpp-python, built from source,
-# ~15-20 min on 2 cores). Its AMX kernels are left out: on the KVM guests measured here they crashed
-# on any multi-token batch (a 2-token prompt), while AVX512-VNNI/BF16 work.
+# ~15-20 min on 2 cores). Built for AVX-512 without AMX: the -march=native build (which includes AMX
+# on this KVM Xeon) segfaulted on any multi-token batch (a 2-token prompt); this one does not. On a
+# CPU without AVX-512, build it with CMAKE_ARGS="-DGGML_NATIVE=ON" instead.
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
 	-DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON \
 	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF

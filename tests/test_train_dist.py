@@ -54,8 +54,8 @@ def test_two_ranks_match_one_rank_with_twice_the_batch(tmp_path, tokenizer_dir, 
     diff = _max_diff(single_rank_run, tmp_path)
     print(f"{strategy}: max |w(2 ranks x 4) - w(1 rank x 8)| after 4 steps = {diff:.2e}")
     # Two ranks sum each gradient in another order than one rank (all-reduce of halves), and four
-    # Adam steps amplify that rounding: 1.3e-5 on this session's AVX512-BF16/AMX Xeon, both strategies,
-    # at this commit's parent too. A sharding or averaging bug is orders of magnitude larger.
+    # Adam steps amplify that rounding: 1.3e-5 on an AVX512-BF16/AMX Xeon for both strategies (ddp
+    # the same before the GGUF-kernel change). A sharding or averaging bug is orders of magnitude larger.
     assert diff < 5e-5
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
     if strategy == "fsdp":

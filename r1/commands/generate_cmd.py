@@ -20,13 +20,21 @@ from r1.engine.sampling import R1_TEMPERATURE, R1_TOP_P, SamplingParams
 
 
 def _load(args):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from r1.engine.engine import LLM
 
     path = resolve_model(args.model)
-    try:
-        return LLM(path, dtype=parse_dtype(args.dtype), profile=args.profile, **({"compile": True} if args.compile else {}))
-    except ValueError as e:
-        raise SystemExit(f"r1: {e}")
+    # On stderr and transient: a large model takes seconds to place, and the bar goes once it is ready.
+    with Progress(TextColumn(f"loading {path.name}"), BarColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("load", total=None)
+        try:
+            return LLM(path, dtype=parse_dtype(args.dtype), profile=args.profile,
+                       load_progress=lambda done, total: bar.update(task, completed=done, total=total),
+                       **({"compile": True} if args.compile else {}))
+        except ValueError as e:
+            raise SystemExit(f"r1: {e}")
 
 
 def _params(args) -> SamplingParams:

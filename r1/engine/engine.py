@@ -44,8 +44,7 @@ class EngineConfig:
     # MTP drafting: True (models with MTP modules only), False, or "auto" (the turbo profile's):
     # draft where the model has MTP modules unless single-row steps are compiled on CPU. Verify
     # steps (two tokens a row) run eagerly, and there a compiled plain step beat them even at ~99%
-    # acceptance: bench/mtp.py on r1-tiny, batch 1, one thread, 822 tok/s compiled plain vs 344
-    # drafting (191.6 plain eager).
+    # acceptance (bench/mtp.py, docs/bench-mtp.md).
     speculative: bool | str = False
     # A draft costs a second token per row in the main pass plus the MTP pass; when few are
     # accepted (an untrained MTP head, a model fine-tuned away from its head) that is pure loss.
@@ -170,7 +169,7 @@ class LLMEngine:
 
         r = count_params(self.model.config)
         per_token = r.kv_elems_per_token_layer * (r.num_layers + self.model.config.num_nextn_predict_layers)
-        bytes_per = 1 if self.config.kv_cache_dtype == "int8" else torch.empty((), dtype=self.model.dtype).element_size()
+        bytes_per = 1 if self.config.kv_cache_dtype == "int8" else self.model.dtype.itemsize
         return max(1, int(gb * 2**30 // (per_token * bytes_per * self.config.block_size)))
 
     # ------------------------------------------------------------------ requests
@@ -424,14 +423,15 @@ class LLM:
     """Offline use: `LLM(path).generate(prompts, SamplingParams(...))`."""
 
     def __init__(self, model: str | Path | CausalLM, tokenizer=None, dtype: torch.dtype = torch.float32,
-                 device: str = "cpu", profile: str = "base", **engine_config):
-        """model: a path (loaded for `profile`: "base" or "turbo") or a loaded CausalLM."""
+                 device: str = "cpu", profile: str = "base", load_progress=None, **engine_config):
+        """model: a path (loaded for `profile`: "base" or "turbo") or a loaded CausalLM.
+        load_progress(done, total): called as a GGUF file's tensors are placed (a CLI progress bar)."""
         import r1
         from r1.engine.profiles import load_for_profile
 
         if isinstance(model, (str, Path)):
             tokenizer = tokenizer or r1.load_tokenizer(model)
-            model, overrides = load_for_profile(model, profile, dtype=dtype, device=device)
+            model, overrides = load_for_profile(model, profile, dtype=dtype, device=device, progress=load_progress)
             engine_config = {**overrides, **engine_config}
         self.tokenizer = tokenizer
         self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine_config))

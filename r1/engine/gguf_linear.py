@@ -33,9 +33,9 @@ from torch import nn
 
 from r1.engine.native import KERNELS, build_library, cpu_flags
 from r1.engine.quant import replace_module
-from r1.engine.quant_gguf import raw_to_float
-from r1.engine.quant_linear import QuantLinear
-from r1.formats.gguf_file import GGUFFile
+from r1.engine.quant_gguf import GGUF_GROUP, INT4_TYPES, int4_from_gguf, raw_to_float
+from r1.engine.quant_linear import Int8Linear, QuantLinear, int4_fits
+from r1.formats.gguf_file import GGUFFile, RawTensor
 from r1.model.base import CausalLM
 
 SOURCE = KERNELS / "gguf_matmul.c"
@@ -206,12 +206,17 @@ class GGUFLinear(QuantLinear):
         return self
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return self.weight_blocks.rows(None, dtype if dtype == torch.bfloat16 else torch.float32).to(dtype)
+        return self.weight_blocks.rows(None, dtype)
 
     def export(self) -> dict[str, torch.Tensor]:
-        raise NotImplementedError(
-            f"{self.weight_blocks.name}: GGUF block layers are not saved in r1's quantized format; "
-            "load the GGUF with r1.engine.quant_gguf.load_quantized_gguf (int4/int8 layers) to convert it")
+        """r1's portable layouts, as `r1 quantize file.gguf` writes them (quant_gguf): the 4-bit types as
+        int4 with group 32, exactly; Q8_0, Q5_K and Q6_K re-quantized per row to int8 (lossy, see
+        quant_gguf's docstring)."""
+        wb = self.weight_blocks
+        raw = RawTensor(wb.name, wb.ggml_type, wb.shape, wb.ggml_blocks())
+        if wb.ggml_type in INT4_TYPES and int4_fits(*wb.shape, GGUF_GROUP) is None:
+            return int4_from_gguf(raw).export()
+        return Int8Linear.from_float(self.dequantize()).export()
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x.float(), self.weight_blocks.reference(), None if self.bias is None else self.bias.float()
@@ -255,6 +260,10 @@ class GGUFEmbedding(nn.Module):
         if probe.is_floating_point():
             self.dtype = probe.dtype
         return self
+
+    def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The whole (V, D) table as float: what a checkpoint written from this model stores."""
+        return self.weight_blocks.rows(None, dtype or self.dtype)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         out = self.weight_blocks.rows(ids, self.dtype)

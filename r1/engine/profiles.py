@@ -34,8 +34,9 @@ def get_profile(name: str) -> Profile:
 
 
 def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.float32,
-                     device: str = "cpu") -> tuple[CausalLM, dict]:
-    """The model prepared for `profile`, and the EngineConfig fields the profile sets."""
+                     device: str = "cpu", progress=None) -> tuple[CausalLM, dict]:
+    """The model prepared for `profile`, and the EngineConfig fields the profile sets.
+    progress(done, total): reported while a GGUF file's tensors are placed (load_gguf_blocks)."""
     import r1
     from r1.engine.fuse import fuse_projections
     from r1.engine.quant import is_quantized, quantize_model
@@ -52,7 +53,7 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
         # measured no faster here (docs/bench-decode-real.md), so turbo is base on these files.
         from r1.engine.gguf_linear import load_gguf_blocks
 
-        model = load_gguf_blocks(path, dtype=dtype, device=device)
+        model = load_gguf_blocks(path, dtype=dtype, device=device, progress=progress)
         return model, {"speculative": "auto" if p.speculative else False}
     if p.weights is None:
         model = r1.load_model(path, dtype=dtype, device=device)

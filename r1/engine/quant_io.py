@@ -127,9 +127,13 @@ def _tensors(model: CausalLM, dtype: torch.dtype | None) -> dict[str, torch.Tens
         if dtype is not None and t.is_floating_point() and not name.endswith("e_score_correction_bias"):
             t = t.to(dtype)
         out[ours_to_hub(name, cfg)] = t.contiguous()
+    emb = model.model.embed_tokens
+    table = emb.weight if isinstance(emb, nn.Embedding) else emb.dequantize()  # GGUFEmbedding: blocks, no .weight
+    if not isinstance(emb, nn.Embedding):
+        out["model.embed_tokens.weight"] = table.to(dtype or table.dtype).contiguous()
     head = model.lm_head.dequantize() if isinstance(model.lm_head, QuantLinear) else model.lm_head.weight
     for hub, ours in mtp_copies(cfg).items():  # DeepSeek's layout repeats embedding and head per MTP layer
-        src = head if ours == "lm_head.weight" else model.model.embed_tokens.weight
+        src = head if ours == "lm_head.weight" else table
         out[hub] = src.detach().cpu().to(dtype or src.dtype).clone()  # safetensors refuses shared storage
     return out
 

@@ -200,7 +200,7 @@ class GrammarLogitsProcessor:
             return logits
         st.matcher.fill_next_token_bitmask(self._bitmask)
         # in place: the engine hands every processor its own fp32 copy of the row. (A clone here
-        # cost ~10 ms a call on a busy 2-core machine: torch's copy threads fight xgrammar's.)
+        # was slow on a busy 2-core machine: torch's copy threads fight xgrammar's.)
         self.c.xgr.apply_token_bitmask_inplace(logits.view(1, -1), self._bitmask, vocab_size=logits.shape[-1])
         return logits
 

@@ -81,8 +81,6 @@ static int block_of(int type, int *bytes)
     }
 }
 
-int r1q_block(int type, int *bytes) { return block_of(type, bytes); }
-
 /* The 6-bit (scale, min) pair of sub-block j (0..7) of a K-quant super-block. */
 static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m)
 {
@@ -346,45 +344,66 @@ int r1q_matmul(int type, const uint8_t *w, int64_t row_bytes, int64_t N, int64_t
     return failed ? -1 : 0;
 }
 
-/* out (R, K) = the weight rows rows[0..R-1] (all N when rows is NULL) dequantized, as float, or as
-   bf16 (round to nearest even) when bf16 is set: embedding lookups and prefill GEMMs. */
-int r1q_dequant_rows(int type, const uint8_t *w, int64_t row_bytes, int64_t K, const int64_t *rows, int64_t R,
-                     void *out, int bf16, int threads)
+/* One row of K weights, `type` blocks, dequantized into out: float, or bf16 (round to nearest
+   even) when bf16 is set, through tmp (K floats). u, wd, wm: unpack_row's scratch. */
+static void dequant_row(int type, const uint8_t *row, int64_t K, uint8_t *u, float *wd, float *wm, float *tmp,
+                        void *out, int bf16)
+{
+    unpack_row(type, row, K, u, wd, wm);
+    float *o = bf16 ? tmp : (float *)out;
+    for (int64_t h = 0; h < K / 16; h++)
+        for (int i = 0; i < 16; i++) o[16 * h + i] = wd[h] * (float)u[16 * h + i] + wm[h];
+    if (bf16) {
+        uint16_t *ob = (uint16_t *)out;
+        for (int64_t k = 0; k < K; k++) {
+            uint32_t bits;
+            memcpy(&bits, &tmp[k], 4);
+            bits += 0x7fff + ((bits >> 16) & 1);
+            ob[k] = (uint16_t)(bits >> 16);
+        }
+    }
+}
+
+/* Rows rows[0..R-1] (all N when rows is NULL) dequantized into out (R, K): embedding lookups and
+   prefill GEMMs. `planes` (Q4_0 only, then w is NULL): the weight is in the two planes of the
+   repacked form below, and each row is put back into ggml blocks first. */
+static int dequant_rows(int type, const uint8_t *w, int64_t row_bytes, const uint8_t *nib, const uint16_t *sc,
+                        int64_t K, const int64_t *rows, int64_t R, void *out, int bf16, int threads)
 {
     int bytes;
     const int block = block_of(type, &bytes);
     if (!block || K % block || row_bytes != K / block * bytes) return -1;
-    const int64_t nh = K / 16;
+    const int64_t nb = K / 32, nh = K / 16, esize = bf16 ? 2 : 4;
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
-        uint8_t *u = malloc((size_t)K);
+        uint8_t *u = malloc((size_t)K), *blk = nib ? malloc((size_t)row_bytes) : NULL;
         float *wd = malloc(sizeof(float) * (size_t)nh), *wm = malloc(sizeof(float) * (size_t)nh);
-        float *tmp = bf16 ? malloc(sizeof(float) * (size_t)K) : NULL;
-        if (!u || !wd || !wm || (bf16 && !tmp)) {
+        float *tmp = malloc(sizeof(float) * (size_t)K);
+        if (!u || !wd || !wm || !tmp || (nib && !blk)) {
             failed = 1;
         } else {
 #pragma omp for schedule(static)
             for (int64_t r = 0; r < R; r++) {
                 const int64_t n = rows ? rows[r] : r;
-                unpack_row(type, w + n * row_bytes, K, u, wd, wm);
-                float *o = bf16 ? tmp : (float *)out + r * K;
-                for (int64_t h = 0; h < nh; h++)
-                    for (int i = 0; i < 16; i++) o[16 * h + i] = wd[h] * (float)u[16 * h + i] + wm[h];
-                if (bf16) {
-                    uint16_t *ob = (uint16_t *)out + r * K;
-                    for (int64_t k = 0; k < K; k++) {
-                        uint32_t bits;
-                        memcpy(&bits, &tmp[k], 4);
-                        bits += 0x7fff + ((bits >> 16) & 1);
-                        ob[k] = (uint16_t)(bits >> 16);
+                const uint8_t *row = w ? w + n * row_bytes : blk;
+                if (nib)
+                    for (int64_t b = 0; b < nb; b++) {
+                        memcpy(blk + 18 * b, sc + n * nb + b, 2);
+                        memcpy(blk + 18 * b + 2, nib + (n * nb + b) * 16, 16);
                     }
-                }
+                dequant_row(type, row, K, u, wd, wm, tmp, (char *)out + r * K * esize, bf16);
             }
         }
-        free(u); free(wd); free(wm); free(tmp);
+        free(u); free(blk); free(wd); free(wm); free(tmp);
     }
     return failed ? -1 : 0;
+}
+
+int r1q_dequant_rows(int type, const uint8_t *w, int64_t row_bytes, int64_t K, const int64_t *rows, int64_t R,
+                     void *out, int bf16, int threads)
+{
+    return dequant_rows(type, w, row_bytes, NULL, NULL, K, rows, R, out, bf16, threads);
 }
 
 /* ---------------------------------------------------------------- Q4_0, repacked at load
@@ -414,36 +433,45 @@ void r1q_repack_q4_0(const uint8_t *src, int64_t N, int64_t nb, uint8_t *nib, ui
 #ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 4096
 #endif
-/* one weight row against one activation row: q (K int8), xd/xs (per 32: scale, scale * sum q) */
-static float dot_q4_0_planes(const uint8_t *nib, const uint16_t *sc, const int8_t *q, const float *xd,
-                             const float *xs, int64_t nb)
+/* One weight row against MM (1..4) activation rows at once, so each pair of blocks is unpacked once
+   for all of them: q[r] (K int8), xd[r]/xs[r] (per 32: scale, scale * sum q); out[r * ostride]. MM is
+   a compile-time constant at every call site, which keeps the accumulators in registers. */
+static inline __attribute__((always_inline)) void dot_q4_0_planes(
+    const uint8_t *nib, const uint16_t *sc, const int8_t *q, int64_t K, const float *xd, const float *xs,
+    int64_t nb, const int MM, float *out, int64_t ostride)
 {
     const __m256i m4 = _mm256_set1_epi8(15);
     const __m512i pair = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    __m512 acc = _mm512_setzero_ps(), offacc = _mm512_setzero_ps();
+    __m512 acc[4], offacc[4], s[4];
+    for (int r = 0; r < MM; r++) acc[r] = offacc[r] = _mm512_setzero_ps();
     for (int64_t g = 0; g < nb; g += 16) {
         const int64_t left = nb - g < 16 ? nb - g : 16;
         const __mmask16 mk = (__mmask16)((1u << left) - 1);
         const __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, sc + g));
-        const __m512 s = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(mk, xd + g));
-        offacc = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mk, xs + g), offacc);
+        for (int r = 0; r < MM; r++) {
+            s[r] = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(mk, xd + r * nb + g));
+            offacc[r] = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mk, xs + r * nb + g), offacc[r]);
+        }
         for (int64_t j = 0; j < left; j += 2) {
             const int64_t b = g + j;
-            /* decode streams the whole model from memory once per token: ask for the bytes ~2 KB
-               ahead (past this row's end, the next row's) so the loads find them in cache */
+            /* decode streams the whole model from memory once per token: ask for the bytes ahead
+               (past this row's end, the next row's) so the loads find them in cache */
             _mm_prefetch((const char *)(nib + 16 * b + PREFETCH_AHEAD), _MM_HINT_T0);
             const __m256i v = _mm256_loadu_si256((const __m256i *)(nib + 16 * b)); /* [qs_b | qs_b+1] */
             const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),
                                                  _mm256_permute2x128_si256(lo, hi, 0x31), 1); /* [lo hi | lo hi] */
-            const __m512i a = _mm512_loadu_si512((const void *)(q + 32 * b));
-            const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a);
-            const __m512 sj = _mm512_permutexvar_ps(_mm512_add_epi32(pair, _mm512_set1_epi32((int)j)), s);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sj, acc);
+            const __m512i idx = _mm512_add_epi32(pair, _mm512_set1_epi32((int)j));
+            for (int r = 0; r < MM; r++) {
+                const __m512i a = _mm512_loadu_si512((const void *)(q + r * K + 32 * b));
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx, s[r]), acc[r]);
+            }
         }
     }
     /* w = (u - 8) d: the -8 d part times the activations is -8 sum_b d_b xs_b */
-    return _mm512_reduce_add_ps(acc) - 8.0f * _mm512_reduce_add_ps(offacc);
+    for (int r = 0; r < MM; r++)
+        out[r * ostride] = _mm512_reduce_add_ps(acc[r]) - 8.0f * _mm512_reduce_add_ps(offacc[r]);
 }
 #endif
 
@@ -470,9 +498,20 @@ int r1q_matmul_q4_0_planes(const uint8_t *nib, const uint16_t *sc, int64_t N, in
         }
     }
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t m = 0; m < M; m++)
-            y[m * N + n] = dot_q4_0_planes(nib + n * nb * 16, sc + n * nb, q + m * K, xd + m * nb, xs + m * nb, nb);
+    for (int64_t n = 0; n < N; n++) {
+        const uint8_t *wn = nib + n * nb * 16;
+        const uint16_t *sn = sc + n * nb;
+        for (int64_t m = 0; m < M; m += 4) {
+            const int64_t left = M - m;
+            const int8_t *qm = q + m * K;
+            const float *xdm = xd + m * nb, *xsm = xs + m * nb;
+            float *ym = y + m * N + n;
+            if (left >= 4) dot_q4_0_planes(wn, sn, qm, K, xdm, xsm, nb, 4, ym, N);
+            else if (left == 3) dot_q4_0_planes(wn, sn, qm, K, xdm, xsm, nb, 3, ym, N);
+            else if (left == 2) dot_q4_0_planes(wn, sn, qm, K, xdm, xsm, nb, 2, ym, N);
+            else dot_q4_0_planes(wn, sn, qm, K, xdm, xsm, nb, 1, ym, N);
+        }
+    }
     free(q); free(xd16); free(xs16); free(xd); free(xs);
     return 0;
 #else
@@ -481,32 +520,9 @@ int r1q_matmul_q4_0_planes(const uint8_t *nib, const uint16_t *sc, int64_t N, in
 #endif
 }
 
-/* r1q_dequant_rows for Q4_0 planes: each row is put back into ggml blocks, then dequantized. */
+/* r1q_dequant_rows for Q4_0 planes. */
 int r1q_dequant_q4_0_planes(const uint8_t *nib, const uint16_t *sc, int64_t K, const int64_t *rows, int64_t R,
                             void *out, int bf16, int threads)
 {
-    const int64_t nb = K / 32;
-    int failed = 0;
-#pragma omp parallel num_threads(threads) reduction(| : failed)
-    {
-        uint8_t *blk = malloc((size_t)(nb * 18));
-        if (!blk) {
-            failed = 1;
-        } else {
-#pragma omp for schedule(static)
-            for (int64_t r = 0; r < R; r++) {
-                const int64_t n = rows ? rows[r] : r;
-                for (int64_t b = 0; b < nb; b++) {
-                    memcpy(blk + 18 * b, sc + n * nb + b, 2);
-                    memcpy(blk + 18 * b + 2, nib + (n * nb + b) * 16, 16);
-                }
-                const int64_t one = 0;
-                if (r1q_dequant_rows(T_Q4_0, blk, nb * 18, K, &one, 1,
-                                     bf16 ? (void *)((uint16_t *)out + r * K) : (void *)((float *)out + r * K), bf16, 1))
-                    failed = 1;
-            }
-        }
-        free(blk);
-    }
-    return failed ? -1 : 0;
+    return dequant_rows(T_Q4_0, NULL, K / 32 * 18, nib, sc, K, rows, R, out, bf16, threads);
 }
