@@ -300,12 +300,21 @@ static float dot_row(const uint8_t *restrict u, const float *restrict ls, const 
 /* y (M, N) = x (M, K) W^T. Rows of W are split over `threads` OpenMP threads (the runtime torch
    itself uses, loaded once in the process). Returns 0, or -1 if the type is unknown, K is not a
    whole number of blocks, or scratch memory could not be allocated. */
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__F16C__)
+#define HAVE_VNNI512 1
+static int matmul_q4_k(const uint8_t *w, int64_t row_bytes, int64_t N, int64_t K, const float *x, int64_t M, float *y,
+                       int threads);
+#endif
+
 int r1q_matmul(int type, const uint8_t *w, int64_t row_bytes, int64_t N, int64_t K, const float *x, int64_t M,
                float *y, int threads)
 {
     int bytes;
     const int block = block_of(type, &bytes);
     if (!block || K % block || row_bytes != K / block * bytes) return -1;
+#ifdef HAVE_VNNI512
+    if (type == T_Q4_K) return matmul_q4_k(w, row_bytes, N, K, x, M, y, threads); /* the direct path below */
+#endif
     const int64_t nb = K / 32, nh = K / 16;
     const int wide = type == T_Q8_0;
     int8_t *q = malloc((size_t)(M * K));
@@ -433,6 +442,124 @@ void r1q_repack_q4_0(const uint8_t *src, int64_t N, int64_t nb, uint8_t *nib, ui
 #ifndef PREFETCH_AHEAD
 #define PREFETCH_AHEAD 4096
 #endif
+/* The activations as the fast paths read them: q (M, K) int8, and per 32 values xd (scale) and xs
+   (scale * sum of q). */
+typedef struct {
+    int8_t *q;
+    float *xd, *xs;
+} acts32;
+
+static void free_acts32(acts32 *a)
+{
+    free(a->q); free(a->xd); free(a->xs);
+}
+
+static int quantize_acts32(const float *x, int64_t M, int64_t K, acts32 *a)
+{
+    const int64_t nb = K / 32, nh = K / 16;
+    a->q = malloc((size_t)(M * K));
+    a->xd = malloc(sizeof(float) * (size_t)(M * nb));
+    a->xs = malloc(sizeof(float) * (size_t)(M * nb));
+    float *xd16 = malloc(sizeof(float) * (size_t)nh), *xs16 = malloc(sizeof(float) * (size_t)nh);
+    const int ok = a->q && a->xd && a->xs && xd16 && xs16;
+    for (int64_t m = 0; ok && m < M; m++) {
+        quantize_row(x + m * K, K, a->q + m * K, xd16, xs16);
+        for (int64_t b = 0; b < nb; b++) {
+            a->xd[m * nb + b] = xd16[2 * b];
+            a->xs[m * nb + b] = xs16[2 * b] + xs16[2 * b + 1];
+        }
+    }
+    free(xd16); free(xs16);
+    if (!ok) free_acts32(a);
+    return ok ? 0 : -1;
+}
+
+/* Run CALL for activation rows m .. m + MM - 1, MM = 4 while four are left, then the remainder, with
+   MM a constant in each expansion (the dot functions keep one accumulator per row in registers). */
+#define FOR_ROWS_BY_4(M, CALL)                                                     \
+    for (int64_t m = 0; m < (M); m += 4) {                                         \
+        const int64_t left_ = (M) - m;                                             \
+        if (left_ >= 4) { const int MM = 4; CALL; }                                \
+        else if (left_ == 3) { const int MM = 3; CALL; }                           \
+        else if (left_ == 2) { const int MM = 2; CALL; }                           \
+        else { const int MM = 1; CALL; }                                           \
+    }
+
+static inline float hsum256(__m256 v)
+{
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/* Q4_K straight from its blocks (no repacking): per super-block the eight 6-bit (scale, min) pairs
+   are decoded once, and each 32-byte chunk of nibbles is two sub-blocks, low then high, which are
+   exactly the 64 activations at the same position: one load, two masks, one dpbusd per row. */
+static inline __attribute__((always_inline)) void dot_q4_k(
+    const uint8_t *row, const int8_t *q, int64_t K, const float *xd, const float *xs, int64_t nb, const int MM,
+    float *out, int64_t ostride)
+{
+    const __m256i m4 = _mm256_set1_epi8(15);
+    const __m512i pair = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    __m512 acc[4], s[4];
+    __m256 offacc[4];
+    for (int r = 0; r < MM; r++) {
+        acc[r] = _mm512_setzero_ps();
+        offacc[r] = _mm256_setzero_ps();
+    }
+    for (int64_t sb = 0; sb < K / 256; sb++) {
+        const uint8_t *blk = row + 144 * sb, *qs = blk + 16;
+        _mm_prefetch((const char *)(blk + PREFETCH_AHEAD), _MM_HINT_T0);
+        _mm_prefetch((const char *)(blk + PREFETCH_AHEAD + 72), _MM_HINT_T0);
+        /* the eight (scale, min) pairs of scale_min_k4, decoded four at a time in 32-bit words:
+           w[0..1] become the scales' bytes, w[2..3] the mins' */
+        uint32_t w[4];
+        memcpy(w, blk + 4, 12);
+        const uint32_t six = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x03030303u, mins_lo = w[1] & six;
+        w[3] = ((w[2] >> 4) & low4) | (((w[1] >> 6) & top2) << 4);
+        w[1] = (w[2] & low4) | (((w[0] >> 6) & top2) << 4);
+        w[2] = mins_lo;
+        w[0] &= six;
+        const __m256 scv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)w))),
+                                         _mm256_set1_ps(f16(blk)));
+        const __m256 mv = _mm256_mul_ps(
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w + 2)))),
+            _mm256_set1_ps(f16(blk + 2)));
+        for (int r = 0; r < MM; r++) {
+            s[r] = _mm512_castps256_ps512(_mm256_mul_ps(scv, _mm256_loadu_ps(xd + r * nb + 8 * sb)));
+            offacc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(xs + r * nb + 8 * sb), offacc[r]);
+        }
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
+                                                 _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
+            const __m512i idx = _mm512_add_epi32(pair, _mm512_set1_epi32(2 * c)); /* sub-blocks 2c, 2c+1 */
+            for (int r = 0; r < MM; r++) {
+                const __m512i a = _mm512_loadu_si512((const void *)(q + r * K + 256 * sb + 64 * c));
+                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx, s[r]), acc[r]);
+            }
+        }
+    }
+    /* w = d sc q - dmin m: the second term times the activations is -sum dmin m xs */
+    for (int r = 0; r < MM; r++) out[r * ostride] = _mm512_reduce_add_ps(acc[r]) - hsum256(offacc[r]);
+}
+
+static int matmul_q4_k(const uint8_t *w, int64_t row_bytes, int64_t N, int64_t K, const float *x, int64_t M, float *y,
+                       int threads)
+{
+    acts32 a;
+    if (quantize_acts32(x, M, K, &a)) return -1;
+    const int64_t nb = K / 32;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t n = 0; n < N; n++)
+        FOR_ROWS_BY_4(M, dot_q4_k(w + n * row_bytes, a.q + m * K, K, a.xd + m * nb, a.xs + m * nb, nb, MM,
+                                  y + m * N + n, N))
+    free_acts32(&a);
+    return 0;
+}
+
 /* One weight row against MM (1..4) activation rows at once, so each pair of blocks is unpacked once
    for all of them: q[r] (K int8), xd[r]/xs[r] (per 32: scale, scale * sum q); out[r * ostride]. MM is
    a compile-time constant at every call site, which keeps the accumulators in registers. */
@@ -481,38 +608,14 @@ int r1q_matmul_q4_0_planes(const uint8_t *nib, const uint16_t *sc, int64_t N, in
                            float *y, int threads)
 {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__F16C__)
-    const int64_t nb = K / 32, nh = K / 16;
-    if (K % 64) return -1;
-    int8_t *q = malloc((size_t)(M * K));
-    float *xd16 = malloc(sizeof(float) * (size_t)(M * nh)), *xs16 = malloc(sizeof(float) * (size_t)(M * nh));
-    float *xd = malloc(sizeof(float) * (size_t)(M * nb)), *xs = malloc(sizeof(float) * (size_t)(M * nb));
-    if (!q || !xd16 || !xs16 || !xd || !xs) {
-        free(q); free(xd16); free(xs16); free(xd); free(xs);
-        return -1;
-    }
-    for (int64_t m = 0; m < M; m++) {
-        quantize_row(x + m * K, K, q + m * K, xd16 + m * nh, xs16 + m * nh);
-        for (int64_t b = 0; b < nb; b++) {
-            xd[m * nb + b] = xd16[m * nh + 2 * b];
-            xs[m * nb + b] = xs16[m * nh + 2 * b] + xs16[m * nh + 2 * b + 1];
-        }
-    }
+    const int64_t nb = K / 32;
+    acts32 a;
+    if (K % 64 || quantize_acts32(x, M, K, &a)) return -1;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; n++) {
-        const uint8_t *wn = nib + n * nb * 16;
-        const uint16_t *sn = sc + n * nb;
-        for (int64_t m = 0; m < M; m += 4) {
-            const int64_t left = M - m;
-            const int8_t *qm = q + m * K;
-            const float *xdm = xd + m * nb, *xsm = xs + m * nb;
-            float *ym = y + m * N + n;
-            if (left >= 4) dot_q4_0_planes(wn, sn, qm, K, xdm, xsm, nb, 4, ym, N);
-            else if (left == 3) dot_q4_0_planes(wn, sn, qm, K, xdm, xsm, nb, 3, ym, N);
-            else if (left == 2) dot_q4_0_planes(wn, sn, qm, K, xdm, xsm, nb, 2, ym, N);
-            else dot_q4_0_planes(wn, sn, qm, K, xdm, xsm, nb, 1, ym, N);
-        }
-    }
-    free(q); free(xd16); free(xs16); free(xd); free(xs);
+    for (int64_t n = 0; n < N; n++)
+        FOR_ROWS_BY_4(M, dot_q4_0_planes(nib + n * nb * 16, sc + n * nb, a.q + m * K, K, a.xd + m * nb, a.xs + m * nb,
+                                         nb, MM, y + m * N + n, N))
+    free_acts32(&a);
     return 0;
 #else
     (void)nib; (void)sc; (void)N; (void)K; (void)x; (void)M; (void)y; (void)threads;
