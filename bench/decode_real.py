@@ -323,7 +323,10 @@ def main() -> int:
     work = Path(args.dir or tempfile.mkdtemp(prefix="r1-decode-real-"))
     work.mkdir(parents=True, exist_ok=True)
     bw = copy_bandwidth()
-    results = {"cpu": cpu_line(), "copy_bandwidth_GBps": bw / 1e9, "size": args.size, "dims": SIZES[args.size],
+    from r1.engine.runtime import runtime_report
+
+    results = {"cpu": cpu_line(), "runtime": runtime_report(), "copy_bandwidth_GBps": bw / 1e9,
+               "size": args.size, "dims": SIZES[args.size],
                "tokens": args.tokens, "long_prompt": args.long, "weights": "random", "files": {}}
     print(f"{results['cpu']}; copy bandwidth {bw / 1e9:.1f} GB/s", flush=True)
     for quant in args.quant or ["Q4_0"]:

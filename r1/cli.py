@@ -45,15 +45,54 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str],
+          namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+    """Parse argv by descending to the innermost subcommand it names and parsing that one's
+    arguments intermixed: options may come between positionals (`r1 run MODEL --max-tokens 2 hi`),
+    and a mistyped flag gets the subcommand's own usage line, not the top level's."""
+    namespace = namespace if namespace is not None else argparse.Namespace()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        try:
+            return parser.parse_intermixed_args(argv, namespace)
+        except TypeError:  # a parser shape intermixed parsing refuses (argparse.REMAINDER)
+            return parser.parse_args(argv, namespace)
+    action = subs[0]
+    i = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if i is None or i > 0 or argv[i] not in action.choices:
+        return parser.parse_args(argv, namespace)  # help, no subcommand, or an unknown one: argparse says so
+    setattr(namespace, action.dest, argv[0])
+    namespace = parse(action.choices[argv[0]], argv[1:], namespace)
+    for key, value in parser._defaults.items():  # the parent's defaults where the child set none
+        if not hasattr(namespace, key):
+            setattr(namespace, key, value)
+    return namespace
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first if first in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from r1.errors import debug, one_line
+
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C outside a reply (loading, training): quit quietly, as a shell tool does
+        if debug():
+            raise
+        print(file=sys.stderr)
+        return 130
+    except Exception as e:  # one line per failure; R1_DEBUG=1 for the traceback
+        if debug():
+            raise
+        print(f"r1: {one_line(e)}", file=sys.stderr)
+        if not isinstance(e, (ValueError, OSError)):  # not bad input: a bug, say how to see more
+            print("r1: (set R1_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

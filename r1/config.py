@@ -6,6 +6,8 @@ translation table for the common keys; the few keys that differ between families
 """
 from __future__ import annotations
 
+from r1.errors import R1Error
+
 import dataclasses
 import json
 import math
@@ -17,8 +19,26 @@ ARCHS = ("deepseek_v3", "llama", "qwen2", "qwen3")
 ROPE_TYPES = ("default", "linear", "yarn", "llama3")
 
 
-class ConfigError(ValueError):
+class ConfigError(R1Error, ValueError):
     pass
+
+
+# Ranges that every published model sits well inside (DeepSeek-V3: 61 layers, 256 experts, hidden
+# 7168, vocabulary 129280; Llama-3.1-405B: 126 layers, hidden 16384); the upper ends stop a hostile
+# config from making r1 allocate without bound before any tensor is read.
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "vocab_size": (1, 1 << 24), "hidden_size": (1, 1 << 17), "intermediate_size": (0, 1 << 20),
+    "num_hidden_layers": (1, 4096), "num_attention_heads": (1, 4096), "num_key_value_heads": (1, 4096),
+    "head_dim": (0, 1 << 14), "max_position_embeddings": (1, 1 << 26), "q_lora_rank": (0, 1 << 17),
+    "kv_lora_rank": (0, 1 << 17), "qk_nope_head_dim": (0, 1 << 14), "qk_rope_head_dim": (0, 1 << 14),
+    "v_head_dim": (0, 1 << 14), "n_routed_experts": (0, 1 << 16), "n_shared_experts": (0, 1 << 10),
+    "num_experts_per_tok": (0, 1 << 16), "moe_intermediate_size": (0, 1 << 20), "n_group": (1, 1 << 16),
+    "topk_group": (1, 1 << 16), "first_k_dense_replace": (0, 4096), "num_nextn_predict_layers": (0, 64),
+}
+_FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "rms_norm_eps": (0.0, 1.0), "rope_theta": (0.0, 1e12), "routed_scaling_factor": (0.0, 1e6),
+}
+_BOOLS = ("tie_word_embeddings", "attention_bias", "qk_norm", "rope_interleave", "norm_topk_prob")
 
 
 @dataclass
@@ -67,6 +87,7 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # unknown HF keys, kept for round trips
 
     def __post_init__(self) -> None:
+        self._check_types_and_ranges()
         if self.arch not in ARCHS:
             raise ConfigError(f"arch={self.arch!r} is not supported; choose one of {ARCHS}")
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"):
@@ -111,6 +132,37 @@ class ModelConfig:
                 self.head_dim = self.hidden_size // self.num_attention_heads
             if self.num_nextn_predict_layers:
                 raise ConfigError("MTP (num_nextn_predict_layers) is only defined for the deepseek_v3 arch")
+
+    def _check_types_and_ranges(self) -> None:
+        """Every number is of its field's type and in a range a model can have, before anything is
+        built from it: a hostile config.json or GGUF header gets one ConfigError naming the key,
+        not a ZeroDivisionError, a NaN model or a 10^9-layer allocation."""
+        for name, (lo, hi) in _INT_RANGES.items():
+            v = getattr(self, name)
+            if v is None and name == "q_lora_rank":
+                self.q_lora_rank = v = 0  # HF configs write null for "no query compression"
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"{name} must be an integer, got {v!r}")
+            if not lo <= v <= hi:
+                raise ConfigError(f"{name}={v} is out of range: expected {lo}..{hi}")
+        for name, (lo, hi) in _FLOAT_RANGES.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo < v <= hi:
+                raise ConfigError(f"{name} must be a finite number in ({lo}, {hi}], got {v!r}")
+        for name in _BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.rope_scaling is not None:
+            if not isinstance(self.rope_scaling, dict):
+                raise ConfigError(f"rope_scaling must be an object or null, got {self.rope_scaling!r}")
+            for key, v in self.rope_scaling.items():
+                if key in ("rope_type", "type"):
+                    continue
+                if isinstance(v, bool) or (isinstance(v, (int, float)) and not math.isfinite(v)):
+                    raise ConfigError(f"rope_scaling.{key} must be a finite number, got {v!r}")
+            factor = self.rope_scaling.get("factor")
+            if factor is not None and (not isinstance(factor, (int, float)) or factor <= 0):
+                raise ConfigError(f"rope_scaling.factor must be a positive number, got {factor!r}")
 
     # --- derived ---
     @property
@@ -173,6 +225,10 @@ class ModelConfig:
             raise ConfigError(f"{p}: no config.json found") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"{p}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: nested too deeply to be a model config") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p}: must hold a JSON object of config keys, got a {type(d).__name__}")
         return cls.from_hf(d, str(p))
 
 

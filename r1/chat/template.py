@@ -12,6 +12,8 @@ and only plain JSON-like data reaches the sandbox.
 """
 from __future__ import annotations
 
+from r1.errors import R1Error
+
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
@@ -35,7 +37,7 @@ REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 _TRACKER = "__r1_generation_tracker"
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(R1Error, ValueError):
     """A chat template that does not compile, or that fails (or refuses) to render a conversation."""
 
 

@@ -7,6 +7,8 @@ token for token (tests/test_chat_tokenizer.py checks it).
 """
 from __future__ import annotations
 
+from r1.errors import R1Error
+
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,7 +33,7 @@ END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end
 DEEPSEEK_MODEL_TYPES = ("deepseek_v3", "deepseek_v2", "deepseek_r1")
 
 
-class TokenizerLoadError(ValueError):
+class TokenizerLoadError(R1Error, ValueError):
     """A tokenizer file that is missing, unreadable or malformed; the message names file and field."""
 
 

@@ -7,8 +7,12 @@ line once it is done (`/think` unfolds the last one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
+import time
 
 from rich.console import Console
 from rich.live import Live
@@ -29,12 +33,10 @@ def _load(args):
     with Progress(TextColumn(f"loading {path.name}"), BarColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("load", total=None)
-        try:
-            return LLM(path, dtype=parse_dtype(args.dtype), profile=args.profile,
-                       load_progress=lambda done, total: bar.update(task, completed=done, total=total),
-                       **({"compile": True} if args.compile else {}))
-        except ValueError as e:
-            raise SystemExit(f"r1: {e}")
+        # a bad file raises errors.BadFile, which r1.cli.main prints as one line
+        return LLM(path, dtype=parse_dtype(args.dtype), profile=args.profile,
+                   load_progress=lambda done, total: bar.update(task, completed=done, total=total),
+                   **({"compile": True} if args.compile else {}))
 
 
 def _params(args) -> SamplingParams:
@@ -111,25 +113,65 @@ def chat_cmd(args: argparse.Namespace) -> int:
             console.print(Text(last_reasoning or "(no thinking in the last answer)", style="dim"))
             continue
         history.append({"role": "user", "content": line})
-        thinking = Text(style="dim")
-        with Live(thinking, console=console, transient=True, refresh_per_second=8) as live:
-            def on_delta(r: str, c: str) -> None:
-                if r:  # show the tail of the thinking while it streams; it folds when done
-                    thinking.append(r)
-                    tail = thinking.plain[-400:]
-                    live.update(Text("thinking… " + tail.replace("\n", " "), style="dim"))
-                if c:
-                    on_delta.content.append(c)
-            on_delta.content = []
-            turn = respond(llm, history, params, on_delta=on_delta)
-        if turn.reasoning:
-            n = turn.reasoning_tokens or len(tok.encode(turn.reasoning))
-            console.print(Text(f"▸ Thought for {turn.seconds:.1f}s ({n} tokens) — /think to unfold", style="dim"))
-        console.print(turn.content, markup=False)
-        last_reasoning = turn.reasoning
-        # earlier turns keep only the answer; R1's template strips reasoning anyway
-        history.append({"role": "assistant", "content": turn.content})
+        with _ctrl_c_stops() as stopped:  # from here to the next prompt, Ctrl-C stops this reply only
+            last_reasoning = _chat_turn(llm, history, params, console, stopped)
     return 0
+
+
+def _chat_turn(llm, history: list[dict], params: SamplingParams, console: Console, stopped: threading.Event) -> str:
+    """One reply of `r1 chat`, streamed: the thinking's tail while it lasts, folded to one line
+    when the answer starts, then the answer. Appends the answer to history; returns the reasoning."""
+    tok = llm.tokenizer
+    thinking = Text(style="dim")
+    live = Live(thinking, console=console, transient=True, refresh_per_second=8)
+    state = {"answering": False, "t0": time.perf_counter()}
+
+    def fold(reasoning: str, tokens: int | None = None) -> None:
+        """The thinking, done: one dim line in place of the streaming tail."""
+        if reasoning.strip():
+            n = f" ({tokens} tokens)" if tokens else ""
+            secs = time.perf_counter() - state["t0"]
+            console.print(Text(f"▸ Thought for {secs:.1f}s{n} — /think to unfold", style="dim"))
+
+    def on_delta(r: str, c: str) -> None:
+        if r and not state["answering"]:  # the tail of the thinking while it streams
+            thinking.append(r)
+            live.update(Text("thinking… " + thinking.plain[-400:].replace("\n", " "), style="dim"))
+        if c:
+            if not state["answering"]:  # the answer starts: fold the thinking, then stream the answer
+                live.stop()
+                fold(thinking.plain, len(tok.encode(thinking.plain)) if thinking.plain.strip() else None)
+                state["answering"] = True
+            console.print(c, end="", markup=False)
+
+    live.start()
+    try:
+        turn = respond(llm, history, params, on_delta=on_delta, should_stop=stopped.is_set)
+    finally:
+        live.stop()
+    if not state["answering"]:
+        fold(turn.reasoning, turn.reasoning_tokens or len(tok.encode(turn.reasoning)))
+    console.print()
+    if stopped.is_set():  # as Ollama's CLI: the reply stops, the conversation goes on
+        console.print(Text("(stopped)", style="dim"))
+    # earlier turns keep only the answer; R1's template strips reasoning anyway
+    history.append({"role": "assistant", "content": turn.content})
+    return turn.reasoning
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops():
+    """While a reply streams, Ctrl-C (SIGINT) only sets the yielded event, which respond() polls
+    between engine steps: the reply ends cleanly there, never inside a step's bookkeeping."""
+    stopped = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield stopped
+        return
+    old = signal.signal(signal.SIGINT, lambda signum, frame: stopped.set())
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -8,18 +8,24 @@ from rich.console import Console
 from rich.table import Table
 
 from r1.config import PRESETS, ModelConfig, count_params, preset
+from r1.errors import bad_file
 
 
-def load_config(arg: str) -> ModelConfig:
+def load_config(arg: str | None) -> ModelConfig:
+    if arg is None:  # as every other command: the embedded default
+        from r1.commands.common import resolve_model
+
+        arg = str(resolve_model(None))
     if arg in PRESETS:
         return preset(arg)
     p = Path(arg)
-    if p.suffix == ".gguf":
-        from r1.formats.gguf_io import config_from_gguf
-
-        return config_from_gguf(p)
     if p.exists():
-        return ModelConfig.load(p)
+        with bad_file(p):
+            if p.suffix == ".gguf":
+                from r1.formats.gguf_io import config_from_gguf
+
+                return config_from_gguf(p)
+            return ModelConfig.load(p)
     raise SystemExit(f"r1 info: {arg!r} is neither a preset ({', '.join(PRESETS)}) nor an existing path")
 
 
@@ -28,9 +34,20 @@ def _b(n: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.runtime:
+        from r1.engine.runtime import runtime_report
+
+        t = Table(title="r1 on this machine", show_header=True)
+        t.add_column("part")
+        t.add_column("what runs")
+        for k, v in runtime_report().items():
+            t.add_row(k, v)
+        Console().print(t)
+        if args.model is None:
+            return 0
     cfg = load_config(args.model)
     r = count_params(cfg)
-    t = Table(title=f"{args.model} ({cfg.arch})", show_header=True)
+    t = Table(title=f"{args.model or 'the embedded model'} ({cfg.arch})", show_header=True)
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_row("total parameters (incl. embedding + head)", _b(r.total))
@@ -51,5 +68,8 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="parameter counts and KV-cache size of a preset or checkpoint")
-    p.add_argument("model", help=f"a preset ({', '.join(PRESETS)}) or a checkpoint path")
+    p.add_argument("model", nargs="?", help=f"a preset ({', '.join(PRESETS)}) or a checkpoint path "
+                                            "(default: the embedded model)")
+    p.add_argument("--runtime", action="store_true",
+                   help="the CPU, torch's dispatch level and the kernel path r1 uses for each part")
     p.set_defaults(func=run)

@@ -26,8 +26,11 @@ logits within float tolerance).
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import types
 import weakref
+from pathlib import Path
 
 import torch
 import torch.fx.experimental._config as fx_config
@@ -82,6 +85,39 @@ def _in_place_forward(model: CausalLM, cache: PagedKVCache, ids: torch.Tensor, p
     return model(ids, positions=pos, cache=InPlaceStep(cache, slots, table, lens), logits_at=logits_at)
 
 
+def inductor_cache_dir(base: Path | None = None) -> Path:
+    """Where r1's compiled graphs are cached: one folder per torch version, dispatch level and CPU,
+    under `base` (default ~/.cache/r1/inductor).
+
+    Inductor's own cache (/tmp/torchinductor_$USER) is shared by every process whatever its
+    ATEN_CPU_CAPABILITY, and torch 2.13 hands a graph compiled at one dispatch level to a process at
+    another: after an AVX2-dispatch run (`ATEN_CPU_CAPABILITY=avx2`) of the turbo profile, the next
+    default run on the same AVX-512 machine corrupted the heap after its first token ("corrupted
+    size vs. prev_size", or a segfault), and a fresh cache or TORCHINDUCTOR_FX_GRAPH_CACHE=0 cured
+    it (tests/test_turbo_dispatch.py). Keyed folders keep each level's artifacts apart; under
+    ~/.cache they also outlast /tmp, so a later `r1 run --profile turbo` reuses the compile."""
+    from r1.engine.native import cache_root, cpu_identity, dispatch_level
+
+    level = dispatch_level()
+    key = hashlib.sha256(f"{torch.__version__}\0{level}\0{cpu_identity()}".encode()).hexdigest()[:12]
+    base = base if base is not None else cache_root().parent / "inductor"
+    return base / f"r1-{torch.__version__.replace('+', '_')}-{level.lower()}-{key}"
+
+
+def use_r1_inductor_cache() -> None:
+    """Point inductor at inductor_cache_dir(), inside the user's TORCHINDUCTOR_CACHE_DIR where one
+    was chosen (a shared folder would bring the crash back). Inductor reads the variable whenever it
+    looks for its cache, so this holds from the next compile. Inductor writes its own default into
+    the variable the first time it looks: that value is not taken for the user's choice."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    user = None if not chosen or os.path.abspath(chosen) == os.path.abspath(default_cache_dir()) else Path(chosen)
+    if user is not None and user.name.startswith("r1-"):
+        user = user.parent  # keyed already: by an earlier call, or a parent process at its own level
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache_dir(user))
+
+
 def _private(fn):
     """A private copy of fn: dynamo keeps compiled graphs (and its recompile limit) per code
     object, so each CompiledDecode's graphs stay apart from any other's."""
@@ -103,6 +139,7 @@ class CompiledDecode:
         docs/bench-grpo.md). Quantized linears keep rows > 1 eager in any case (fbgemm's kernel
         is not callable from a graph).
         backend: torch.compile's; "eager" traces the same graph without generating code (tests)."""
+        use_r1_inductor_cache()
         self.model = model
         quantized = any(isinstance(m, QuantLinear) for m in model.modules())
         self.max_rows = 1 if quantized else max_rows

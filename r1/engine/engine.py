@@ -19,6 +19,7 @@ from r1.engine.kv_cache import BlockManager, PagedKVCache
 from r1.engine.linear import use_engine_linears
 from r1.engine.moe import use_engine_moe
 from r1.engine.paged_attention import native_unavailable
+from r1.errors import bad_file
 from r1.engine.runner import ModelRunner
 from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_logprobs
 from r1.engine.speculative import draw, target_probs, verify
@@ -430,8 +431,12 @@ class LLM:
         from r1.engine.profiles import load_for_profile
 
         if isinstance(model, (str, Path)):
-            tokenizer = tokenizer or r1.load_tokenizer(model)
-            model, overrides = load_for_profile(model, profile, dtype=dtype, device=device, progress=load_progress)
+            if not Path(model).exists():
+                raise FileNotFoundError(f"{model}: no such model file or folder")
+            with bad_file(model):  # a broken file is one error naming it, whatever its parser raised
+                tokenizer = tokenizer or r1.load_tokenizer(model)
+                model, overrides = load_for_profile(model, profile, dtype=dtype, device=device,
+                                                    progress=load_progress)
             engine_config = {**overrides, **engine_config}
         self.tokenizer = tokenizer
         self.engine = LLMEngine(model, tokenizer, EngineConfig(**engine_config))

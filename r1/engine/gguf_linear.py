@@ -31,7 +31,7 @@ from gguf import GGMLQuantizationType as Q
 from gguf import quants as gguf_quants
 from torch import nn
 
-from r1.engine.native import KERNELS, build_library, cpu_flags
+from r1.engine.native import KERNELS, build_library, effective_flags
 from r1.engine.quant import replace_module
 from r1.engine.quant_gguf import GGUF_GROUP, INT4_TYPES, int4_from_gguf, raw_to_float
 from r1.engine.quant_linear import Int8Linear, QuantLinear, int4_fits
@@ -58,6 +58,7 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
     dll.r1q_dequant_rows.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                      ctypes.c_int64, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
     dll.r1q_has_q4_0_planes.restype = ctypes.c_int
+    dll.r1q_variant.restype = ctypes.c_char_p
     dll.r1q_repack_q4_0.restype = None
     dll.r1q_repack_q4_0.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     dll.r1q_matmul_q4_0_planes.restype = ctypes.c_int
@@ -75,6 +76,13 @@ def q4_0_planes_available() -> bool:
     return bool(dll is not None and dll.r1q_has_q4_0_planes())
 
 
+def kernel_variant() -> str | None:
+    """The dot-product path the GGUF kernels were built with ("AVX512-VNNI", "AVX-VNNI", "AVX2",
+    "plain C"), or None where they are not built."""
+    dll, _ = _load()
+    return None if dll is None else dll.r1q_variant().decode()
+
+
 def native_unavailable() -> str | None:
     """None when the GGUF kernels are built and loaded, else why not (loaders then expand to float)."""
     return _load()[1]
@@ -83,7 +91,7 @@ def native_unavailable() -> str | None:
 @functools.cache
 def fast_bf16() -> bool:
     """The CPU multiplies bf16 in hardware (oneDNN then runs bf16 GEMMs natively, not emulated)."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return bool({"avx512_bf16", "amx_bf16"} & effective_flags())
 
 
 def _dll() -> ctypes.CDLL:

@@ -1,7 +1,7 @@
 """Building r1's small C kernels (r1/engine/kernels/*.c) on first use, for the CPU they run on.
 
 Each kernel is compiled with the machine's C compiler (`$CC`, else cc / gcc) for this very CPU
-(-march=native), cached under ~/.cache/r1/kernels (or $XDG_CACHE_HOME) by a key over the source,
+(-march=native, held to torch's dispatch level: `isa_limit_flags`), cached under ~/.cache/r1/kernels (or $XDG_CACHE_HOME) by a key over the source,
 the flags, the compiler and the CPU's identity (model name and flag list), and loaded through
 ctypes. A build made on one kind of CPU is therefore never run on another: a cache directory
 shared between machines (a home folder on NFS, a container image) gets one build per CPU kind,
@@ -43,6 +43,37 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def dispatch_level() -> str:
+    """torch's CPU dispatch level ("AVX512", "AVX2", "DEFAULT", ...): what the CPU offers, or
+    less where ATEN_CPU_CAPABILITY caps it (how an AVX-512 machine stands in for an AVX2-only one)."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def isa_limit_flags() -> list[str]:
+    """Compiler flags that keep -march=native within torch's dispatch level: with torch held to
+    AVX2, r1's kernels are built without AVX-512 too, so the run is what an AVX2-only CPU gets
+    (and a kernel never uses an instruction class the process was told to leave alone)."""
+    level = dispatch_level()
+    if level == "AVX512" or platform.machine() not in ("x86_64", "AMD64"):
+        return []
+    if level == "AVX2":
+        return ["-mno-avx512f", "-mno-amx-tile"]  # -mno-avx512f drops every AVX-512 subset with it
+    return ["-mno-avx", "-mno-amx-tile"]  # DEFAULT: SSE only (-mno-avx drops AVX2, FMA, AVX-512)
+
+
+def effective_flags() -> frozenset[str]:
+    """cpu_flags() less what the dispatch level rules out: what r1's paths may rely on."""
+    flags = cpu_flags()
+    level = dispatch_level()
+    if level != "AVX512":
+        flags = frozenset(f for f in flags if not f.startswith(("avx512", "amx")))
+    if level not in ("AVX512", "AVX2"):
+        flags = frozenset(f for f in flags if not f.startswith(("avx", "fma")))
+    return flags
+
+
 def cpu_model() -> str:
     for line in cpu_identity().splitlines():
         if line.startswith("model name"):
@@ -73,6 +104,7 @@ def build_library(source: Path, compile_flags: list[str], link_flags: list[str])
     if cc is None:
         return None, "no C compiler found ($CC, cc, gcc)"
     src = source.read_bytes()
+    compile_flags = [*compile_flags, *isa_limit_flags()]
     key = hashlib.sha256(b"\0".join([src, " ".join(compile_flags + link_flags).encode(), cc.encode(),
                                      cpu_identity().encode()])).hexdigest()[:16]
     root = cache_root()

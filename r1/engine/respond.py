@@ -22,8 +22,11 @@ class Turn:
     seconds: float = 0.0
 
 
-def respond(llm: LLM, messages: list[dict], params: SamplingParams, raw: bool = False, on_delta=None) -> Turn:
-    """on_delta(reasoning_delta, content_delta) streams the two parts as they arrive."""
+def respond(llm: LLM, messages: list[dict], params: SamplingParams, raw: bool = False, on_delta=None,
+            should_stop=None) -> Turn:
+    """on_delta(reasoning_delta, content_delta) streams the two parts as they arrive.
+    should_stop(): polled between engine steps; once true the reply ends there (finish_reason
+    "abort", the request's blocks freed) with what was generated so far -- `r1 chat`'s Ctrl-C."""
     tok = llm.tokenizer
     if raw:
         prompt = messages[-1]["content"]
@@ -49,12 +52,20 @@ def respond(llm: LLM, messages: list[dict], params: SamplingParams, raw: bool = 
 
     t0 = time.perf_counter()
     last = None
-    for out in llm.stream(ids, params):
+    stream = llm.stream(ids, params)
+    for out in stream:
         emit(parser.feed(out.outputs[0].text_delta))
         last = out
+        if should_stop is not None and should_stop():
+            stream.close()  # its `finally` aborts the request
+            break
     emit(parser.finish())
     turn.seconds = time.perf_counter() - t0
     turn.reasoning, turn.content = "".join(parts[0]), "".join(parts[1])
+    if last is None:
+        return turn
     o = last.outputs[0]
     turn.completion_tokens, turn.reasoning_tokens, turn.finish_reason = len(o.token_ids), o.reasoning_tokens, o.finish_reason
+    if not o.finish_reason:
+        turn.finish_reason = "abort"
     return turn

@@ -18,6 +18,8 @@ is already in torch order. The `gguf` package is used for constants and dequanti
 """
 from __future__ import annotations
 
+from r1.errors import R1Error
+
 import mmap
 import struct
 from dataclasses import dataclass
@@ -78,7 +80,7 @@ QUANT_TYPES = (
 SUPPORTED_TYPES = tuple(FLOAT_TYPES) + QUANT_TYPES
 
 
-class GGUFError(ValueError):
+class GGUFError(R1Error, ValueError):
     pass
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from r1.errors import bad_file
 from r1.config import ModelConfig
 from r1.formats.names import hub_to_ours
 from r1.formats.safetensors_io import FormatError, iter_safetensors, tensor_names
@@ -48,10 +49,14 @@ def load_tensors(model: CausalLM, items: Iterable[tuple[str, torch.Tensor]], sou
     cfg = model.config
     targets = model.state_dict(keep_vars=True)
     loaded: set[str] = set()
+    own_head = None
     with torch.no_grad():
         for hub_name, t in items:
             name = hub_to_ours(hub_name, cfg)
             if name is None:
+                continue
+            if cfg.tie_word_embeddings and name == "lm_head.weight" and "model.embed_tokens.weight" in targets:
+                own_head = (hub_name, t)  # some exports write the tied copy too: checked against the embedding below
                 continue
             if name not in targets:
                 raise FormatError(f"{source}: unexpected tensor {hub_name!r}: not part of a {cfg.arch} model "
@@ -64,6 +69,11 @@ def load_tensors(model: CausalLM, items: Iterable[tuple[str, torch.Tensor]], sou
                 raise FormatError(f"{source}: tensor {hub_name!r} contains NaN or Inf")
             p.copy_(t)
             loaded.add(name)
+    if own_head is not None and not torch.equal(own_head[1].to(targets["model.embed_tokens.weight"].dtype),
+                                                targets["model.embed_tokens.weight"]):
+        raise FormatError(f"{source}: the config ties the output head to the embedding (tie_word_embeddings: "
+                          f"true), yet the checkpoint has its own, different {own_head[0]!r}; set "
+                          "tie_word_embeddings to false to use it")
     missing = [n for n in targets if n not in loaded and not n.endswith(OPTIONAL_SUFFIXES)
                and not (cfg.tie_word_embeddings and n == "lm_head.weight")]
     if missing:
@@ -75,6 +85,11 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file or folder")
+    with bad_file(path):
+        return _load_model(path, dtype, device)
+
+
+def _load_model(path: Path, dtype: torch.dtype, device: str | torch.device) -> CausalLM:
     if path.is_file() and path.suffix == ".gguf":
         from r1.formats.gguf_io import load_gguf
 

@@ -4,6 +4,8 @@ and written back in the same layout so `transformers` loads what `r1` writes.
 """
 from __future__ import annotations
 
+from r1.errors import R1Error
+
 import json
 import math
 import os
@@ -23,7 +25,7 @@ FP8_BLOCK = 128  # DeepSeek-V3 quantizes weights in 128x128 tiles, one fp32 scal
 SCALE_SUFFIX = "_scale_inv"
 
 
-class FormatError(ValueError):
+class FormatError(R1Error, ValueError):
     """A checkpoint file is malformed or does not fit the model; the message names file and tensor."""
 
 

@@ -9,6 +9,8 @@ dir, seed, steps, checkpointing) so the CLI can set `--resume` and friends the s
 """
 from __future__ import annotations
 
+from r1.errors import R1Error
+
 import dataclasses
 import types
 import typing
@@ -23,7 +25,7 @@ C = TypeVar("C")
 CONFIG_FILE = "config.yaml"  # the resolved config, written next to a run's checkpoints
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(R1Error, ValueError):
     """A config value or key that cannot work; the message names the key and what to do."""
 
 

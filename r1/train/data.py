@@ -11,6 +11,8 @@ same global order and takes its own slice of each step's global batch.
 """
 from __future__ import annotations
 
+from r1.errors import R1Error
+
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import torch
 IGNORE = -100  # label of positions without a loss (F.cross_entropy's ignore_index)
 
 
-class DataError(ValueError):
+class DataError(R1Error, ValueError):
     pass
 
 

@@ -99,9 +99,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from r1.tasks.datasets import pretraining_text
-    from r1.train.data import read_texts
+    from r1.train.data import DataError, read_texts
 
-    texts = (read_texts(args.inputs) if args.inputs
+    # On the command line every input is a file, whatever its suffix (read_texts would take a
+    # string without .txt/.jsonl for the text itself: README.md became a 9-character corpus).
+    missing = [p for p in args.inputs if not Path(p).is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: no such file (inputs are .txt files, .jsonl files with a 'text' "
+                        "field, or any other text file)")
+    texts = (read_texts([Path(p) for p in args.inputs]) if args.inputs
              else pretraining_text([t for t in args.tasks.split(",") if t], args.n_per_task))
     tok = train_bpe(texts, args.vocab_size, args.min_frequency, args.split_digits)
     save_tokenizer(tok, args.out)

@@ -421,6 +421,20 @@ int r1q_dequant_rows(int type, const uint8_t *w, int64_t row_bytes, int64_t K, c
    once, at load, into two planes: nib (N, K/2) the blocks' 16 nibble bytes back to back, and
    sc (N, K/32) their fp16 scales. Then 16 blocks' scales convert in one instruction, and two
    blocks' nibbles are one 32-byte load. Same bytes as the file (18 per 32 weights). */
+/* Which dot-product path this build took (named in `r1 info --runtime`). */
+const char *r1q_variant(void)
+{
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    return "AVX512-VNNI";
+#elif defined(__AVXVNNI__)
+    return "AVX-VNNI";
+#elif defined(__AVX2__)
+    return "AVX2";
+#else
+    return "plain C";
+#endif
+}
+
 int r1q_has_q4_0_planes(void)
 {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__F16C__)
