@@ -361,7 +361,8 @@ def main() -> int:
 
 
 def report(results: dict) -> str:
-    lines = [f"{results['cpu']}; copy bandwidth {results['copy_bandwidth_GBps']:.1f} GB/s; "
+    level = results.get("runtime", {}).get("torch dispatch level", "")
+    lines = [f"{results['cpu']}; torch dispatch {level or '?'}; copy bandwidth {results['copy_bandwidth_GBps']:.1f} GB/s; "
              f"{results['dims']['name']}, random weights; {results['tokens']} new tokens, greedy", ""]
     for quant, res in results["files"].items():
         llama = res["engines"].get("llama.cpp")
@@ -374,8 +375,11 @@ def report(results: dict) -> str:
             b1 = tps.get("1")
             ratio = f"{b1 / llama['tok_s']['1']:.2f}" if llama and b1 else "-"
             frac = f"{e['fraction_of_bound']:.0%}" if e.get("fraction_of_bound") else "-"
-            lines.append(f"| {kind} | {b1:.1f} | {ratio} | {tps.get('4', 0):.1f} | {tps.get('16', 0):.1f} | "
-                         f"{e.get('ttft_long_s', float('nan')):.2f} | {e['load_s']:.2f} | {e['peak_rss_mb']:.0f} | "
+            def num(v, fmt: str) -> str:  # a level or measurement this run skipped shows as "-"
+                return "-" if v is None else format(v, fmt)
+
+            lines.append(f"| {kind} | {num(b1, '.1f')} | {ratio} | {num(tps.get('4'), '.1f')} | {num(tps.get('16'), '.1f')} | "
+                         f"{num(e.get('ttft_long_s'), '.2f')} | {e['load_s']:.2f} | {e['peak_rss_mb']:.0f} | "
                          f"{e['peak_rss_mb'] - e['runtime_rss_mb']:.0f} | {frac} |")
         lines.append("")
     return "\n".join(lines)
