@@ -17,6 +17,12 @@ from r1.model.layers import MLP, RMSNorm, apply_rope, attention_allowed
 MLA_IMPLS = ("auto", "naive", "absorb")
 
 
+# The latent norms (q_a_layernorm, kv_a_layernorm) use RMSNorm's default epsilon whatever the config's
+# rms_norm_eps, as DeepSeek's reference inference/model.py and transformers' DeepseekV3Attention
+# build them; only the decoder-layer and final norms take rms_norm_eps. (Real V3/R1 configs say 1e-6
+# anyway; a config saying 1e-5 moved the logits by ~5e-5: tests/test_model_parity.py.)
+LATENT_NORM_EPS = 1e-6
+
 class MLA(nn.Module):
     """Multi-head Latent Attention (eqs. 1-11).
 
@@ -40,12 +46,12 @@ class MLA(nn.Module):
         D, dqk = cfg.hidden_size, cfg.qk_head_dim
         if cfg.q_lora_rank:
             self.q_a_proj = nn.Linear(D, cfg.q_lora_rank, bias=cfg.attention_bias)
-            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, cfg.rms_norm_eps)
+            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, LATENT_NORM_EPS)
             self.q_b_proj = nn.Linear(cfg.q_lora_rank, H * dqk, bias=False)
         else:
             self.q_proj = nn.Linear(D, H * dqk, bias=False)
         self.kv_a_proj_with_mqa = nn.Linear(D, self.c + self.dr, bias=cfg.attention_bias)
-        self.kv_a_layernorm = RMSNorm(self.c, cfg.rms_norm_eps)
+        self.kv_a_layernorm = RMSNorm(self.c, LATENT_NORM_EPS)
         self.kv_b_proj = nn.Linear(self.c, H * (self.dn + self.dv), bias=False)
         self.o_proj = nn.Linear(H * self.dv, D, bias=cfg.attention_bias)
 
