@@ -162,3 +162,15 @@ def test_train_tokenizer_reads_any_existing_file(tmp_path, capsys):
 def test_train_tokenizer_on_a_missing_file_is_one_line(tmp_path, capsys):
     missing = tmp_path / "nope.txt"
     one_line_error(capsys, main(["train", "tokenizer", str(missing), "--out", str(tmp_path / "t")]), str(missing))
+
+
+def test_eval_defaults_fit_the_embedded_models_context(capsys):
+    """`r1 eval` without --max-tokens on a 1024-token model: the default budget is capped to what
+    the context leaves (it failed with "prompt + max_tokens exceeds the context"), and says so."""
+    assert main(["eval", str(EMBEDDED_DEFAULT), "--task", "arithmetic", "--k", "1", "--limit", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "the default 1024 capped to the 1024-token context" in out
+    # an explicit budget that does not fit stays an error that gives both numbers
+    assert main(["eval", str(EMBEDDED_DEFAULT), "--task", "arithmetic", "--k", "1", "--limit", "2", "--quiet",
+                 "--max-tokens", "1024"]) == 2
+    assert "exceeds the context length of 1024" in capsys.readouterr().err

@@ -52,6 +52,7 @@ class EngineBackend:
         self.path = str(path)
         self.llm = LLM(path, dtype=getattr(torch, dtype), device=device, profile=profile, max_num_seqs=batch_size)
         self.tokenizer = self.llm.tokenizer
+        self.max_model_len = self.llm.engine.max_model_len  # run_eval caps an unset max_tokens to it
 
     def render(self, messages: list[dict[str, str]]) -> str:
         return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

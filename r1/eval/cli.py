@@ -30,7 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--difficulty", type=int, default=1, help="1 (easiest) .. 5; above the training range is the held-out harder split")
     p.add_argument("--temperature", type=float, default=0.6, help="R1 evaluates at 0.6")
     p.add_argument("--top-p", type=float, default=0.95, help="R1 evaluates at 0.95")
-    p.add_argument("--max-tokens", type=int, default=1024, help="completion budget per sample")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="completion budget per sample (default 1024, capped to what the model's context leaves "
+                        "after the longest prompt; the report says when it was)")
     p.add_argument("--template", default="chat", choices=["chat", "r1_zero"],
                    help="chat: the model's chat template (R1 format); r1_zero: the R1-Zero <think>/<answer> template")
     p.add_argument("--no-force-think", dest="force_think", action="store_false",
@@ -88,6 +90,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     backend = EngineBackend(args.model, dtype=args.dtype, device=args.device, profile=getattr(args, "profile", "base"))
     result = run_eval(backend, cfg, model_name=str(args.model), progress=not args.quiet)
     report.print_table([result])
+    if result.get("max_tokens_note"):
+        print(f"note: {result['max_tokens_note']}")
     if args.output:
         path = report.write_json(result, args.output)
         md = path.with_suffix(".md")

@@ -87,8 +87,9 @@ def markdown_report(doc: dict[str, Any]) -> str:
     settings = (f"k={m['k']}, temperature={cfg.get('temperature')}, top_p={cfg.get('top_p')}, "
                 f"max_tokens={cfg.get('max_tokens')}, template={cfg.get('template')}, split={cfg.get('split')}, "
                 f"seed={cfg.get('seed')}")
+    note = f" ({doc['max_tokens_note']})" if doc.get("max_tokens_note") else ""
     return (f"# Evaluation: {_row_label(doc)[0]} on {doc.get('task')}\n\n{markdown_table([doc])}\n"
-            f"Settings: {settings}.\n\nUnbiased pass@j: {ladder}.\n")
+            f"Settings: {settings}{note}.\n\nUnbiased pass@j: {ladder}.\n")
 
 
 def print_table(docs: Sequence[dict[str, Any]]) -> None:

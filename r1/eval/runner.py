@@ -36,7 +36,9 @@ class EvalConfig:
     difficulty: int = 1
     temperature: float = 0.6
     top_p: float = 0.95
-    max_tokens: int = 1024
+    # None: DEFAULT_MAX_TOKENS, capped to what the backend's context leaves after the longest prompt
+    # (as vLLM does for an unset max_tokens); a number is the budget as asked, an error if it does not fit
+    max_tokens: int | None = None
     template: str = "chat"  # "chat": the model's chat template; "r1_zero": the R1-Zero plain-text template
     force_think: bool = True  # end the prompt in <think> so every sample starts reasoning
     system_prompt: str | None = None  # R1 recommends none; kept for models that need one
@@ -57,7 +59,7 @@ class EvalConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_tokens < 1:
+        if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.template not in STYLES:
             raise ValueError(f"template must be one of {STYLES}, got {self.template!r}")
@@ -201,6 +203,7 @@ def run_eval(backend: Backend, cfg: EvalConfig, model_name: str | None = None, p
     t0 = time.time()
     problems = load_problems(cfg) if problems is None else problems
     prompts = [render_prompt(p, cfg, backend) for p in problems]
+    cfg, budget_note = _resolve_budget(cfg, backend, prompts)
     records: list[dict[str, Any]] = []
     bar = _progress(progress, len(problems), cfg)
     try:
@@ -226,11 +229,34 @@ def run_eval(backend: Backend, cfg: EvalConfig, model_name: str | None = None, p
         "model": model_name or describe(backend),
         "task": cfg.task,
         "config": dataclasses.asdict(cfg),
+        **({"max_tokens_note": budget_note} if budget_note else {}),
         "metrics": summarize(records, cfg.k),
         "elapsed_s": round(time.time() - t0, 3),
         "host": {"python": platform.python_version(), "machine": platform.machine()},
         "problems": records,
     }
+
+
+DEFAULT_MAX_TOKENS = 1024
+
+
+def _resolve_budget(cfg: EvalConfig, backend: Backend, prompts: list[str]) -> tuple[EvalConfig, str | None]:
+    """cfg with max_tokens set: as given, or the default capped to the context left after the
+    longest prompt (then the note says so, for the report)."""
+    if cfg.max_tokens is not None:
+        return cfg, None
+    context = getattr(backend, "max_model_len", None)
+    if context is None or not prompts:
+        return dataclasses.replace(cfg, max_tokens=DEFAULT_MAX_TOKENS), None
+    longest = max(backend.count_tokens(p) for p in prompts)
+    room = context - longest
+    if room < 1:
+        raise ValueError(f"the longest prompt ({longest} tokens) fills the model's context of {context} tokens")
+    if room >= DEFAULT_MAX_TOKENS:
+        return dataclasses.replace(cfg, max_tokens=DEFAULT_MAX_TOKENS), None
+    return (dataclasses.replace(cfg, max_tokens=room),
+            f"max_tokens {room}: the default {DEFAULT_MAX_TOKENS} capped to the {context}-token context "
+            f"less the longest prompt ({longest} tokens)")
 
 
 def _progress(enabled: bool, total: int, cfg: EvalConfig):
