@@ -98,12 +98,13 @@ def test_roundtrip_r1_saves_transformers_loads(pair, tmp_path):
         assert (hf2(ids).logits - model(ids)).abs().max().item() < 1e-4, kind
 
 
-def test_mla_latent_norms_in_float64_with_eps_1e5(tmp_path_factory):
+@pytest.mark.parametrize("q_lora_rank", [20, None])
+def test_mla_latent_norms_in_float64_with_eps_1e5(tmp_path_factory, q_lora_rank):
     """transformers and DeepSeek's reference build q_a_layernorm and kv_a_layernorm with RMSNorm's
     own 1e-6, whatever rms_norm_eps says; only the decoder and final norms take the config's value.
     With rms_norm_eps=1e-5 the wrong epsilon moved the logits by ~1e-4: compared in float64 (so no
-    float32 tolerance can hide it), with q-LoRA, several expert groups and odd head sizes."""
-    CASES["_eps"] = ("DeepseekV3Config", dict(DS_BASE, rms_norm_eps=1e-5, q_lora_rank=20, qk_nope_head_dim=11,
+    float32 tolerance can hide it), with and without q-LoRA, several expert groups and odd head sizes."""
+    CASES["_eps"] = ("DeepseekV3Config", dict(DS_BASE, rms_norm_eps=1e-5, q_lora_rank=q_lora_rank, qk_nope_head_dim=11,
                                               qk_rope_head_dim=6, v_head_dim=9, kv_lora_rank=28))
     try:
         hf, path = make_hf("_eps", tmp_path_factory)
