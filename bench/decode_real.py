@@ -291,9 +291,10 @@ def run_worker(args: list[str]) -> dict | None:
 
 def cpu_line() -> str:
     from r1.engine.native import cpu_flags, cpu_model
+    from r1.engine.runtime import FLAGS_OF_NOTE
 
     flags = cpu_flags()
-    have = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
+    have = [f for f in FLAGS_OF_NOTE if f in flags]
     return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores; {' '.join(have) or 'no AVX2'}"
 
 

@@ -6,14 +6,14 @@ translation table for the common keys; the few keys that differ between families
 """
 from __future__ import annotations
 
-from r1.errors import R1Error
-
 import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from r1.errors import R1Error
 
 ARCHS = ("deepseek_v3", "llama", "qwen2", "qwen3")
 ROPE_TYPES = ("default", "linear", "yarn", "llama3")

@@ -35,8 +35,6 @@ def bad_file(path: str | Path):
         yield
     except R1Error:
         raise
-    except MemoryError as e:
-        raise BadFile(path, one_line(e)) from e
     except Exception as e:
         raise BadFile(path, one_line(e)) from e
 

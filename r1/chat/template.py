@@ -12,8 +12,6 @@ and only plain JSON-like data reaches the sandbox.
 """
 from __future__ import annotations
 
-from r1.errors import R1Error
-
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
@@ -25,6 +23,8 @@ import jinja2.ext
 import jinja2.nodes
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from r1.errors import R1Error
 
 Message = Mapping[str, Any]
 

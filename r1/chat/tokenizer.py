@@ -7,8 +7,6 @@ token for token (tests/test_chat_tokenizer.py checks it).
 """
 from __future__ import annotations
 
-from r1.errors import R1Error
-
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +17,7 @@ import tokenizers
 from r1.chat.detokenizer import IncrementalDetokenizer
 from r1.chat.r1_template import ASSISTANT, EOS, R1_CHAT_TEMPLATE, USER
 from r1.chat.template import ChatTemplate, ChatTemplateError, select_template
+from r1.errors import R1Error
 
 # The named special tokens transformers passes to every chat template (its SPECIAL_TOKENS_ATTRIBUTES).
 NAMED_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")

@@ -94,8 +94,8 @@ def inductor_cache_dir(base: Path | None = None) -> Path:
     another: after an AVX2-dispatch run (`ATEN_CPU_CAPABILITY=avx2`) of the turbo profile, the next
     default run on the same AVX-512 machine corrupted the heap after its first token ("corrupted
     size vs. prev_size", or a segfault), and a fresh cache or TORCHINDUCTOR_FX_GRAPH_CACHE=0 cured
-    it (tests/test_turbo_dispatch.py). Keyed folders keep each level's artifacts apart; under
-    ~/.cache they also outlast /tmp, so a later `r1 run --profile turbo` reuses the compile."""
+    it (tests/test_turbo_dispatch.py). Keyed folders keep each level's artifacts apart, and under
+    ~/.cache they outlast a cleaned /tmp."""
     from r1.engine.native import cache_root, cpu_identity, dispatch_level
 
     level = dispatch_level()

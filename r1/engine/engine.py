@@ -19,12 +19,12 @@ from r1.engine.kv_cache import BlockManager, PagedKVCache
 from r1.engine.linear import use_engine_linears
 from r1.engine.moe import use_engine_moe
 from r1.engine.paged_attention import native_unavailable
-from r1.errors import bad_file
 from r1.engine.runner import ModelRunner
 from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_logprobs
 from r1.engine.speculative import draw, target_probs, verify
 from r1.engine.scheduler import Scheduler
 from r1.engine.sequence import Sequence
+from r1.errors import bad_file
 from r1.model.base import CausalLM
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"

@@ -65,7 +65,7 @@ def respond(llm: LLM, messages: list[dict], params: SamplingParams, raw: bool = 
     if last is None:
         return turn
     o = last.outputs[0]
-    turn.completion_tokens, turn.reasoning_tokens, turn.finish_reason = len(o.token_ids), o.reasoning_tokens, o.finish_reason
-    if not o.finish_reason:
-        turn.finish_reason = "abort"
+    # no finish reason yet: should_stop ended the reply
+    turn.completion_tokens, turn.reasoning_tokens, turn.finish_reason = (len(o.token_ids), o.reasoning_tokens,
+                                                                         o.finish_reason or "abort")
     return turn

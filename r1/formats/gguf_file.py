@@ -18,8 +18,6 @@ is already in torch order. The `gguf` package is used for constants and dequanti
 """
 from __future__ import annotations
 
-from r1.errors import R1Error
-
 import mmap
 import struct
 from dataclasses import dataclass
@@ -30,6 +28,8 @@ import numpy as np
 import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 from gguf import quants as gguf_quants
+
+from r1.errors import R1Error
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from r1.errors import bad_file
 from r1.config import ModelConfig
+from r1.errors import bad_file
 from r1.formats.names import hub_to_ours
 from r1.formats.safetensors_io import FormatError, iter_safetensors, tensor_names
 from r1.model import CausalLM, build_model

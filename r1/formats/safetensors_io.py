@@ -4,8 +4,6 @@ and written back in the same layout so `transformers` loads what `r1` writes.
 """
 from __future__ import annotations
 
-from r1.errors import R1Error
-
 import json
 import math
 import os
@@ -19,6 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from r1.config import ModelConfig
+from r1.errors import R1Error
 from r1.formats.names import mtp_copies, ours_to_hub
 
 FP8_BLOCK = 128  # DeepSeek-V3 quantizes weights in 128x128 tiles, one fp32 scale per tile

@@ -9,8 +9,6 @@ dir, seed, steps, checkpointing) so the CLI can set `--resume` and friends the s
 """
 from __future__ import annotations
 
-from r1.errors import R1Error
-
 import dataclasses
 import types
 import typing
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from r1.errors import R1Error
 
 C = TypeVar("C")
 

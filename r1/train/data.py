@@ -11,8 +11,6 @@ same global order and takes its own slice of each step's global batch.
 """
 from __future__ import annotations
 
-from r1.errors import R1Error
-
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from r1.errors import R1Error
 
 IGNORE = -100  # label of positions without a loss (F.cross_entropy's ignore_index)
 
