@@ -34,6 +34,7 @@ from r1.engine.sampling import SamplingParams  # noqa: E402
 from r1.model import build_model  # noqa: E402
 
 PROMPT = "Write a long story about a dragon who learns to count."
+USERS = 16  # requests in the users' case below
 
 
 def bytes_per_token(model) -> int:
@@ -86,6 +87,49 @@ def r1_concurrent(llm: LLM, ids: list[int], c: int, n: int) -> float:
     t = time.perf_counter()
     outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=n, ignore_eos=True))
     return sum(len(o.outputs[0].token_ids) for o in outs) / (time.perf_counter() - t)
+
+
+# The case a user hits: different requests of different lengths (~10-20 tokens, no chat template, no
+# shared prefix), one `LLM.generate` call on the list; a separate set warms up, so the measured call
+# reuses no cached prefix. transformers gets the same prompts left-padded with an attention mask.
+USER_PROMPTS = [
+    "The capital of France is", "Write a haiku about the sea at night, with the moon rising",
+    "List three reasons why people enjoy hiking in the mountains:", "Once upon a time, in a small village,",
+    "Explain photosynthesis to a ten year old child.", "def fibonacci(n):", "My favourite recipe for pancakes needs",
+    "The three laws of motion, stated simply, are", "Translate to French: the cat sleeps on the warm windowsill.",
+    "What should I pack for a week-long trip to Norway in winter?", "Dear hiring manager, I am writing to apply for",
+    "A short summary of the history of the printing press:", "Here is a list of ten fruits: apple,",
+    "Why is the sky blue during the day but red at sunset?", "In 1969, the first humans to walk on the moon",
+    "The best way to learn a new language as an adult is",
+]
+WARM_PROMPTS = ["Hello there, how", "The weather today is", "Numbers: one, two,", "A poem about autumn leaves"]
+
+
+def user_prompts(tok, c: int) -> list[list[int]]:
+    return [tok.encode(USER_PROMPTS[i % len(USER_PROMPTS)]) for i in range(c)]
+
+
+def r1_users(llm: LLM, c: int, n: int) -> float:
+    tok = llm.tokenizer
+    llm.generate([tok.encode(p) for p in WARM_PROMPTS], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))
+    prompts = user_prompts(tok, c)
+    t = time.perf_counter()
+    outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=n, ignore_eos=True))
+    return sum(len(o.outputs[0].token_ids) for o in outs) / (time.perf_counter() - t)
+
+
+def hf_users(hf, tok, c: int, n: int) -> float:
+    prompts = user_prompts(tok, c)
+    width = max(len(p) for p in prompts)
+    pad = hf.config.eos_token_id if hf.config.pad_token_id is None else hf.config.pad_token_id
+    pad = pad[0] if isinstance(pad, list) else pad
+    x = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    with torch.no_grad():
+        hf.generate(x[:2], attention_mask=mask[:2], max_new_tokens=2, do_sample=False, pad_token_id=pad)  # warm up
+        t = time.perf_counter()
+        hf.generate(x, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=pad)
+    return c * n / (time.perf_counter() - t)
 
 
 def hf_batch1(hf, ids: list[int], n: int) -> tuple[float, float]:
@@ -208,6 +252,7 @@ def main() -> int:
             res["rows"][label] = row
             for c in levels:
                 res["concurrency"].setdefault(label, {})[c] = r1_concurrent(llm, ids, c, args.tokens)
+            res.setdefault("users", {})[label] = r1_users(llm, USERS, args.tokens)
             print(name, label, {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
                   res["concurrency"][label], flush=True)
             del llm
@@ -230,6 +275,7 @@ def main() -> int:
             bpt = sum(p.numel() * p.element_size() for p in hf.parameters())
             res["rows"]["transformers"] = {"ttft_s": ttft, "tok_s": tps}
             res["concurrency"]["transformers"] = {c: hf_concurrent(hf, ids, c, args.tokens) for c in levels}
+            res.setdefault("users", {})["transformers"] = hf_users(hf, tok, USERS, args.tokens)
             print(name, "transformers", res["rows"]["transformers"], res["concurrency"]["transformers"], flush=True)
             del hf
     write_results("decode", results, report(results))
@@ -265,6 +311,13 @@ def report(results: dict) -> str:
                 top = max(levels)
                 lines.append(f"\n{k} / llama.cpp: batch-1 {rows[k]['tok_s'] / lr['tok_s']:.2f}x, "
                              f"{top} concurrent {res['concurrency'][k][top] / lconc[top]:.2f}x")
+        users = res.get("users", {})
+        if users:
+            hfu = users.get("transformers")
+            lines += ["", f"{USERS} different prompts (10-20 tokens, no shared prefix) in one `LLM.generate` call, "
+                      "after a warm-up on other prompts; transformers: the same prompts left-padded, one `generate`:",
+                      "", "| engine | tok/s | x transformers |", "|---|---|---|"]
+            lines += [f"| {k} | {v:.1f} | " + (f"{v / hfu:.2f}x" if hfu else "-") + " |" for k, v in users.items()]
         for k, r in rows.items():
             if "kv_fraction_of_mha" in r:
                 lines.append(f"\n{k}: KV cache {r['kv_bytes_per_token_layer']} B/token/layer vs "

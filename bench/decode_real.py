@@ -18,6 +18,7 @@ and reports batch-1 decode tok/s, tok/s with 4 and 16 concurrent requests, time 
 
     .venv/bin/python bench/decode_real.py                      # 1.5B, Q4_0
     .venv/bin/python bench/decode_real.py --quant Q8_0 --quant Q4_K
+    .venv/bin/python bench/decode_real.py --quant Q4_K_M          # llama.cpp's mix: Q4_K, Q6_K where it gives more bits
     .venv/bin/python bench/decode_real.py --size 8b --levels 1
 Writes results/decode_real.json and prints a markdown table (copied into docs/bench-decode-real.md).
 """
@@ -81,6 +82,22 @@ def random_blocks(qtype, rows: int, cols: int, rng: np.random.Generator, std: fl
     return b.reshape(rows, nb * size)
 
 
+def q4_k_m_type(name: str, layers: int, tied: bool):
+    """The block type llama.cpp's quantizer gives tensor `name` in a Q4_K_M file (what most R1-Distill
+    downloads are): Q6_K for the output head (the tied embedding when there is no separate head), and for
+    attn_v and ffn_down in the layers that get more bits (the first and last eighth, every third between);
+    Q4_K elsewhere."""
+    from gguf import GGMLQuantizationType as Q
+
+    if name == "output.weight" or (name == "token_embd.weight" and tied):
+        return Q.Q6_K
+    if name.endswith(("attn_v.weight", "ffn_down.weight")):
+        i = int(name.split(".")[1])
+        if i < layers // 8 or i >= 7 * layers // 8 or (i - layers // 8) % 3 == 2:
+            return Q.Q6_K
+    return Q.Q4_K
+
+
 def write_gguf(path: Path, size: str, quant: str, seed: int = 0) -> Path:
     import gguf
     from gguf import GGMLQuantizationType as Q
@@ -88,7 +105,8 @@ def write_gguf(path: Path, size: str, quant: str, seed: int = 0) -> Path:
     from r1.commands.common import smollm2_gguf
     from r1.formats.gguf_file import GGUFFile
 
-    dims, qtype = SIZES[size], Q[quant]
+    dims = SIZES[size]
+    qtype = Q.Q4_K if quant == "Q4_K_M" else Q[quant]
     rng = np.random.default_rng(seed)
     h, L, H, KV, F = dims["hidden"], dims["layers"], dims["heads"], dims["kv_heads"], dims["ffn"]
     hd = h // H
@@ -117,7 +135,8 @@ def write_gguf(path: Path, size: str, quant: str, seed: int = 0) -> Path:
     std = 0.02
 
     def add(name: str, rows: int, cols: int) -> None:
-        w.add_tensor(name, random_blocks(qtype, rows, cols, rng, std), raw_dtype=qtype)
+        t = q4_k_m_type(name, L, dims["tied"]) if quant == "Q4_K_M" else qtype
+        w.add_tensor(name, random_blocks(t, rows, cols, rng, std), raw_dtype=t)
 
     add("token_embd.weight", VOCAB, h)
     w.add_tensor("output_norm.weight", np.ones(h, np.float32))
@@ -302,7 +321,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ap.add_argument("--size", default="1.5b", choices=list(SIZES))
-    ap.add_argument("--quant", action="append", help="block type(s) to write (default Q4_0)")
+    ap.add_argument("--quant", action="append", help="block type(s) to write: Q4_0 (default), Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, or Q4_K_M (llama.cpp's mix)")
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--levels", default="1,4,16")
     ap.add_argument("--long", type=int, default=1024, help="prompt length for the long TTFT (0: skip)")

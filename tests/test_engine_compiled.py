@@ -190,3 +190,31 @@ def test_moe_all_experts_form_equals_routed_loop():
     moe = model.model.layers[1].mlp
     x = torch.randn(2, 7, moe.gate.weight.shape[1])
     torch.testing.assert_close(moe.forward_all_experts(x), moe(x), atol=1e-6, rtol=1e-5)
+
+
+def tiny_gguf_blocks():
+    """tiny-llama with every linear and the embedding on GGUF blocks (Q4_0 where the rows allow its
+    planes, Q8_0 elsewhere): the model turbo compiles around the r1::gguf_matmul / gguf_rows ops."""
+    from gguf import GGMLQuantizationType as Q, quants
+
+    from r1.engine import gguf_linear as gl
+    from r1.engine.quant import replace_module
+
+    if gl.native_unavailable():
+        pytest.skip(gl.native_unavailable())
+    m = tiny("tiny-llama")
+    for name, lin in [(n, x) for n, x in m.named_modules() if isinstance(x, torch.nn.Linear)]:
+        t = Q.Q4_0 if lin.in_features % 64 == 0 and name != "lm_head" else Q.Q8_0
+        blocks = torch.from_numpy(quants.quantize(lin.weight.detach().numpy(), t))
+        replace_module(m, name, gl.GGUFLinear(blocks, t, tuple(lin.weight.shape), name=name))
+    emb = m.model.embed_tokens.weight.detach()
+    m.model.embed_tokens = gl.GGUFEmbedding(torch.from_numpy(quants.quantize(emb.numpy(), Q.Q8_0)), Q.Q8_0,
+                                            tuple(emb.shape), torch.float32)
+    return m.eval()
+
+
+@pytest.mark.parametrize("backend", ["eager", "inductor"])
+def test_gguf_blocks_compile_and_agree(backend):
+    model = tiny_gguf_blocks()
+    assert compile_blocker(model) is None
+    check_same(model, backend)

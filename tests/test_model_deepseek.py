@@ -175,3 +175,19 @@ def test_sharded_checkpoint_loads_shard_by_shard(tmp_path):
     ids = torch.randint(0, 512, (1, 9))
     with torch.no_grad():
         assert torch.equal(m(ids), m2(ids))
+
+
+def test_a_meta_build_skips_initialization_and_imports_no_dynamo():
+    """Every load builds the model on the meta device first. nn.Module's random initializations and the
+    RoPE table, run on meta, go through torch's Python references, whose first use imports torch._dynamo
+    (~1 s). build_model skips the fills there and computes the table on the CPU."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom r1.config import preset\nfrom r1.model import build_model\n"
+            "m = build_model(preset('tiny-deepseek'), device='meta')\n"
+            "assert {t.device.type for t in [*m.parameters(), *m.buffers()]} == {'meta'}\n"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

@@ -40,7 +40,7 @@ from torch import nn
 from r1.engine.kv_cache import DeferredStep, InPlaceStep, PagedKVCache, PagedStep
 from r1.engine.linear import use_engine_linears
 from r1.engine.moe import bank_all_experts, bankable, use_engine_moe
-from r1.engine.quant_linear import Int8Linear, QuantLinear
+from r1.engine.quant_linear import QuantLinear
 from r1.model.base import CausalLM
 from r1.model.deepseek import MoE
 from r1.model.dense import GQAAttention
@@ -53,7 +53,7 @@ MAX_COMPILED_EXPERTS = 16
 def compile_blocker(model: nn.Module) -> str | None:
     """None if the compiled decode can run this model, else why not (the engine then stays eager)."""
     for name, m in model.named_modules():
-        if isinstance(m, QuantLinear) and not isinstance(m, Int8Linear):
+        if isinstance(m, QuantLinear) and not m.in_graph:
             return f"{name} is {type(m).__name__}: no compiled kernel for its packed layout"
         if (isinstance(m, MoE) and name.startswith("model.layers.") and m.n_experts > MAX_COMPILED_EXPERTS
                 and not bankable(m)):

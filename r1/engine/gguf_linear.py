@@ -108,6 +108,66 @@ def blocks_tensor(data: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(data))
 
 
+def _rows(data: torch.Tensor, scales: torch.Tensor | None, index: torch.Tensor | None, ggml_type: int, n: int,
+          k: int, bf16: bool, name: str) -> torch.Tensor:
+    """GGUFBlocks.rows on its tensors: (R, K) fp32 or bf16."""
+    idx = None if index is None else index.reshape(-1).to(torch.int64).contiguous()
+    if idx is not None and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise IndexError(f"{name}: row index out of range 0..{n - 1}")
+    r = n if idx is None else idx.numel()
+    out = torch.empty(r, k, dtype=torch.bfloat16 if bf16 else torch.float32)
+    rows_ptr, threads = None if idx is None else idx.data_ptr(), torch.get_num_threads()
+    if scales is not None:
+        failed = r and _dll().r1q_dequant_q4_0_planes(data.data_ptr(), scales.data_ptr(), k, rows_ptr, r,
+                                                      out.data_ptr(), int(bf16), threads)
+    else:
+        failed = r and _dll().r1q_dequant_rows(ggml_type, data.data_ptr(), data.shape[1], k, rows_ptr, r,
+                                               out.data_ptr(), int(bf16), threads)
+    if failed:
+        raise MemoryError(f"{name}: dequantizing rows failed (scratch allocation)")
+    return out
+
+
+def _matmul(x2: torch.Tensor, data: torch.Tensor, scales: torch.Tensor | None, ggml_type: int, n: int,
+            name: str) -> torch.Tensor:
+    """GGUFBlocks.matmul on its tensors: x2 (M, K) fp32 contiguous -> (M, N) fp32."""
+    m, k = x2.shape
+    y = torch.empty(m, n, dtype=torch.float32)
+    if scales is not None:
+        failed = _dll().r1q_matmul_q4_0_planes(data.data_ptr(), scales.data_ptr(), n, k, x2.data_ptr(), m,
+                                               y.data_ptr(), torch.get_num_threads())
+    else:
+        failed = _dll().r1q_matmul(ggml_type, data.data_ptr(), data.shape[1], n, k, x2.data_ptr(), m, y.data_ptr(),
+                                   torch.get_num_threads())
+    if failed:
+        raise MemoryError(f"{name}: GGUF matmul failed (scratch allocation)")
+    return y
+
+
+# The two as ops, so that a compiled decode step (turbo: r1/engine/compiled.py) can hold the kernels:
+# opaque calls that read the blocks and write a new tensor, which is all the graph needs to know.
+@torch.library.custom_op("r1::gguf_matmul", mutates_args=())
+def _gguf_matmul_op(x2: torch.Tensor, data: torch.Tensor, scales: torch.Tensor | None, ggml_type: int, n: int,
+                    name: str) -> torch.Tensor:
+    return _matmul(x2.contiguous(), data, scales, ggml_type, n, name)
+
+
+@_gguf_matmul_op.register_fake
+def _(x2, data, scales, ggml_type, n, name):
+    return x2.new_empty(x2.shape[0], n, dtype=torch.float32)
+
+
+@torch.library.custom_op("r1::gguf_rows", mutates_args=())
+def _gguf_rows_op(data: torch.Tensor, scales: torch.Tensor | None, index: torch.Tensor, ggml_type: int, n: int,
+                  k: int, bf16: bool, name: str) -> torch.Tensor:
+    return _rows(data, scales, index, ggml_type, n, k, bf16, name)
+
+
+@_gguf_rows_op.register_fake
+def _(data, scales, index, ggml_type, n, k, bf16, name):
+    return index.new_empty(index.shape[0], k, dtype=torch.bfloat16 if bf16 else torch.float32)
+
+
 class GGUFBlocks:
     """The common part of a GGUF weight: (N, row_bytes) uint8 blocks of one ggml type, shape (N, K)."""
 
@@ -152,36 +212,22 @@ class GGUFBlocks:
     def rows(self, index: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The weight rows `index` (all when None) dequantized: (R, K) fp32 or bf16."""
         n, k = self.shape
-        idx = None if index is None else index.reshape(-1).to(torch.int64).contiguous()
-        if idx is not None and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
-            raise IndexError(f"{self.name}: row index out of range 0..{n - 1}")
-        r = n if idx is None else idx.numel()
-        out = torch.empty(r, k, dtype=torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
-        bf16, rows_ptr, threads = int(out.dtype == torch.bfloat16), None if idx is None else idx.data_ptr(), \
-            torch.get_num_threads()
-        if self.planes is not None:
-            failed = r and _dll().r1q_dequant_q4_0_planes(self.planes[0].data_ptr(), self.planes[1].data_ptr(), k,
-                                                          rows_ptr, r, out.data_ptr(), bf16, threads)
+        if torch.compiler.is_compiling() and index is not None:  # an embedding lookup in a compiled step
+            out = torch.ops.r1.gguf_rows(*self._op_tensors(), index.reshape(-1), int(self.ggml_type), n, k,
+                                         dtype == torch.bfloat16, self.name)
         else:
-            failed = r and _dll().r1q_dequant_rows(int(self.ggml_type), self.blocks.data_ptr(), self.blocks.shape[1],
-                                                   k, rows_ptr, r, out.data_ptr(), bf16, threads)
-        if failed:
-            raise MemoryError(f"{self.name}: dequantizing rows failed (scratch allocation)")
+            out = _rows(*self._op_tensors(), index, int(self.ggml_type), n, k, dtype == torch.bfloat16, self.name)
         return out if out.dtype == dtype else out.to(dtype)
 
     def matmul(self, x2: torch.Tensor) -> torch.Tensor:
         """x2 (M, K) fp32 contiguous -> (M, N) fp32, int8 dot products against the blocks."""
-        n, k = self.shape
-        y = torch.empty(x2.shape[0], n, dtype=torch.float32)
-        if self.planes is not None:
-            if _dll().r1q_matmul_q4_0_planes(self.planes[0].data_ptr(), self.planes[1].data_ptr(), n, k, x2.data_ptr(),
-                                             x2.shape[0], y.data_ptr(), torch.get_num_threads()):
-                raise MemoryError(f"{self.name}: GGUF matmul failed (scratch allocation)")
-            return y
-        if _dll().r1q_matmul(int(self.ggml_type), self.blocks.data_ptr(), self.blocks.shape[1], n, k, x2.data_ptr(),
-                             x2.shape[0], y.data_ptr(), torch.get_num_threads()):
-            raise MemoryError(f"{self.name}: GGUF matmul failed (scratch allocation)")
-        return y
+        if torch.compiler.is_compiling():  # the op a compiled graph holds (eager calls skip its dispatch)
+            return torch.ops.r1.gguf_matmul(x2, *self._op_tensors(), int(self.ggml_type), self.shape[0], self.name)
+        return _matmul(x2, *self._op_tensors(), int(self.ggml_type), self.shape[0], self.name)
+
+    def _op_tensors(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(blocks, None), or (nibbles, scales) when repacked into planes."""
+        return (self.blocks, None) if self.planes is None else self.planes
 
     def reference(self) -> torch.Tensor:
         """(N, K) fp32 by gguf's own dequantization: the independent reference."""
@@ -192,6 +238,7 @@ class GGUFLinear(QuantLinear):
     """nn.Linear (out N, in K) whose weight is GGUF blocks. Inference only; CPU only."""
 
     scheme = "gguf"
+    in_graph = True  # through the r1::gguf_matmul op
     # Prefill chunks of at least this many rows dequantize the weight and run a GEMM (module docstring).
     gemm_rows = 32
 

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -104,6 +105,9 @@ def build_library(source: Path, compile_flags: list[str], link_flags: list[str])
     if cc is None:
         return None, "no C compiler found ($CC, cc, gcc)"
     src = source.read_bytes()
+    # the local headers it includes are part of the source: a change to one is a new build
+    for name in re.findall(rb'^#include "([^"]+)"', src, re.M):
+        src += b"\0" + (source.parent / name.decode()).read_bytes()
     compile_flags = [*compile_flags, *isa_limit_flags()]
     key = hashlib.sha256(b"\0".join([src, " ".join(compile_flags + link_flags).encode(), cc.encode(),
                                      cpu_identity().encode()])).hexdigest()[:16]

@@ -48,13 +48,17 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
     if gguf_blocks_apply(path, device):
         # A GGUF's blocks are already 4-8-bit weights: both profiles compute on them in place
         # (r1/engine/gguf_linear.py). Re-quantizing them (turbo's int8/int4) would read more bytes
-        # per token, not fewer, and cost a float round trip at load. Decode steps stay eager (no
-        # compiled graph holds the block kernels), and the KV cache stays float: turbo's int8 cache
-        # measured no faster here (docs/bench-decode-real.md), so turbo is base on these files.
+        # per token, not fewer, and cost a float round trip at load. The KV cache stays float:
+        # turbo's int8 cache measured no faster here (docs/bench-decode-real.md). Turbo compiles the
+        # single-row step around the block kernels (custom ops): 1.5B Q4_K_M 14.3 -> 16.0 tok/s,
+        # for a first-request compile of ~30-60 s.
         from r1.engine.gguf_linear import load_gguf_blocks
 
         model = load_gguf_blocks(path, dtype=dtype, device=device, progress=progress)
-        return model, {"speculative": "auto" if p.speculative else False}
+        overrides = {"speculative": "auto" if p.speculative else False}
+        if p.compile:
+            overrides["compile"] = True
+        return model, overrides
     if p.weights is None:
         model = r1.load_model(path, dtype=dtype, device=device)
     elif str(device).startswith("cpu") and fbgemm_available():

@@ -154,6 +154,8 @@ class QuantLinear(nn.Module, abc.ABC):
     # Buffers that `module.to(dtype)` must not cast (nn.Module casts every floating-point tensor, which
     # would turn float8 weights into bf16 and round fp32 scales). They follow device moves only.
     exact_buffers: tuple[str, ...] = ()
+    # Whether a compiled decode step (r1/engine/compiled.py) can hold this layer's kernel.
+    in_graph = False
 
     def __init__(self, in_features: int, out_features: int, bias: torch.Tensor | None,
                  compute_dtype: torch.dtype | None = CPU_COMPUTE_DTYPE):
@@ -223,6 +225,7 @@ class QuantLinear(nn.Module, abc.ABC):
 
 class Int8Linear(QuantLinear):
     scheme = "int8"
+    in_graph = True  # single rows as a fused gemv, more through torch's int8 kernel
 
     def __init__(self, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None = None,
                  compute_dtype: torch.dtype | None = CPU_COMPUTE_DTYPE):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from torch.utils._device import DeviceContext, _device_constructors
 
 from r1.config import ModelConfig
 from r1.model.base import CausalLM
@@ -16,8 +17,27 @@ MODEL_CLASSES: dict[str, type[CausalLM]] = {
 }
 
 
+class _MetaSkipsInit(DeviceContext):
+    """Build on the meta device with nn.Module's own random initializations skipped: they are
+    meaningless there, and torch runs meta normal_ through its Python references, whose first call
+    imports torch._dynamo (~1 s of every model load, measured with -X importtime)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")  # nn.init passes its tensor by keyword
+        if name.endswith("_") and not name.startswith("__") and isinstance(target, torch.Tensor) and target.is_meta:
+            return target  # an in-place fill (normal_, uniform_, zero_, ...) of a meta tensor: nothing to fill
+        if func in _device_constructors() and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> CausalLM:
     """An uninitialized model (use device="meta" to count parameters without memory)."""
+    if torch.device(device).type == "meta":
+        with _MetaSkipsInit("meta"):
+            return MODEL_CLASSES[cfg.arch](cfg)
     with torch.device(device):
         model = MODEL_CLASSES[cfg.arch](cfg)
     return model.to(dtype=dtype) if str(device) != "meta" else model

@@ -54,9 +54,11 @@ def _yarn_mscale(scale: float, mscale: float = 1.0) -> float:
 
 
 def rope_frequencies(cfg: ModelConfig) -> tuple[torch.Tensor, float]:
-    """Inverse frequencies (rope_dim/2,) and the cos/sin amplitude factor for cfg's RoPE type."""
+    """Inverse frequencies (rope_dim/2,) and the cos/sin amplitude factor for cfg's RoPE type. The
+    table is computed on the CPU whatever the default device (a handful of numbers; on the meta
+    device torch would run these ops through its Python references, which import torch._dynamo)."""
     dim, base = cfg.rope_dim, cfg.rope_theta
-    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32, device="cpu") / dim))
     rs, rt = cfg.rope_scaling or {}, cfg.rope_type
     if rt == "default":
         return inv_freq, 1.0
@@ -87,7 +89,7 @@ def rope_frequencies(cfg: ModelConfig) -> tuple[torch.Tensor, float]:
     low, high = max(low, 0), min(high, dim - 1)
     if low == high:
         high += 0.001
-    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)
     extrapolate = 1 - ramp  # 1 = keep original frequency
     inv_freq = (inv_freq / factor) * (1 - extrapolate) + inv_freq * extrapolate
     attn_factor = rs.get("attention_factor")
@@ -103,7 +105,7 @@ class Rotary(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         inv_freq, self.attn_factor = rope_frequencies(cfg)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", inv_freq.to(torch.get_default_device()), persistent=False)
 
     def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = positions[..., None].float() * self.inv_freq  # (b, s, r/2)

@@ -17,7 +17,9 @@
    The integer sums are dpbusd's (AVX512-VNNI / AVX-VNNI: unsigned x signed bytes, four to an
    int32 lane, so a lane never straddles two 16-weight groups), or AVX2's maddubs + madd where
    there is no VNNI. The unpacked row (K bytes) stays in L1 while it is dotted against every
-   activation row, so a batch of M rows reads the weight from memory once.
+   activation row, so a batch of M rows reads the weight from memory once. On AVX512-VNNI CPUs the
+   types people download most (Q4_K, Q6_K: Q4_K_M files; Q8_0; Q4_0 repacked into planes) skip the
+   unpacking and compute straight from their blocks (gguf_vnni512.h).
 
    type    block  bytes  layout (ggml-quants.c)                            u            wd       wm
    Q4_0    32     18     f16 d, 16 nibble bytes (lo: 0-15, hi: 16-31)        q            d        -8 d
@@ -300,11 +302,42 @@ static float dot_row(const uint8_t *restrict u, const float *restrict ls, const 
 /* y (M, N) = x (M, K) W^T. Rows of W are split over `threads` OpenMP threads (the runtime torch
    itself uses, loaded once in the process). Returns 0, or -1 if the type is unknown, K is not a
    whole number of blocks, or scratch memory could not be allocated. */
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__F16C__)
-#define HAVE_VNNI512 1
-static int matmul_q4_k(const uint8_t *w, int64_t row_bytes, int64_t N, int64_t K, const float *x, int64_t M, float *y,
-                       int threads);
-#endif
+/* The activations as the dot products read them: q (M, K) int8 (scaled per 32), and per `group` (16
+   or 32) values xd (the scale) and xs (scale * the sum of q over the group). */
+typedef struct {
+    int8_t *q;
+    float *xd, *xs;
+} acts;
+
+static void free_acts(acts *a)
+{
+    free(a->q); free(a->xd); free(a->xs);
+}
+
+static int quantize_acts(const float *x, int64_t M, int64_t K, int group, acts *a)
+{
+    const int64_t ng = K / group, nh = K / 16;
+    a->q = malloc((size_t)(M * K));
+    a->xd = malloc(sizeof(float) * (size_t)(M * ng));
+    a->xs = malloc(sizeof(float) * (size_t)(M * ng));
+    float *xd16 = malloc(sizeof(float) * (size_t)nh), *xs16 = malloc(sizeof(float) * (size_t)nh);
+    const int ok = a->q && a->xd && a->xs && xd16 && xs16;
+    for (int64_t m = 0; ok && m < M; m++) {
+        float *xd = group == 16 ? a->xd + m * ng : xd16, *xs = group == 16 ? a->xs + m * ng : xs16;
+        quantize_row(x + m * K, K, a->q + m * K, xd, xs);
+        for (int64_t b = 0; group == 32 && b < ng; b++) {
+            a->xd[m * ng + b] = xd16[2 * b];
+            a->xs[m * ng + b] = xs16[2 * b] + xs16[2 * b + 1];
+        }
+    }
+    free(xd16); free(xs16);
+    if (!ok) free_acts(a);
+    return ok ? 0 : -1;
+}
+
+/* The direct paths of AVX512-VNNI CPUs (Q4_K, Q6_K and Q8_0 from their blocks, Q4_0 repacked into
+   planes): defines HAVE_VNNI512 where they are built. */
+#include "gguf_vnni512.h"
 
 int r1q_matmul(int type, const uint8_t *w, int64_t row_bytes, int64_t N, int64_t K, const float *x, int64_t M,
                float *y, int threads)
@@ -313,17 +346,16 @@ int r1q_matmul(int type, const uint8_t *w, int64_t row_bytes, int64_t N, int64_t
     const int block = block_of(type, &bytes);
     if (!block || K % block || row_bytes != K / block * bytes) return -1;
 #ifdef HAVE_VNNI512
-    if (type == T_Q4_K) return matmul_q4_k(w, row_bytes, N, K, x, M, y, threads); /* the direct path below */
+    if (type == T_Q4_K) return matmul_q4_k(w, row_bytes, N, K, x, M, y, threads); /* gguf_vnni512.h */
+    if (type == T_Q6_K) return matmul_q6_k(w, row_bytes, N, K, x, M, y, threads);
+    if (type == T_Q8_0 && K % 64 == 0) return matmul_q8_0(w, row_bytes, N, K, x, M, y, threads);
 #endif
     const int64_t nb = K / 32, nh = K / 16;
     const int wide = type == T_Q8_0;
-    int8_t *q = malloc((size_t)(M * K));
-    float *xd = malloc(sizeof(float) * (size_t)(M * nh)), *xs = malloc(sizeof(float) * (size_t)(M * nh));
-    if (!q || !xd || !xs) {
-        free(q); free(xd); free(xs);
-        return -1;
-    }
-    for (int64_t m = 0; m < M; m++) quantize_row(x + m * K, K, q + m * K, xd + m * nh, xs + m * nh);
+    acts a;
+    if (quantize_acts(x, M, K, 16, &a)) return -1;
+    const int8_t *q = a.q;
+    const float *xd = a.xd, *xs = a.xs;
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
@@ -349,7 +381,7 @@ int r1q_matmul(int type, const uint8_t *w, int64_t row_bytes, int64_t N, int64_t
         }
         free(u); free(wd); free(wm); free(ls);
     }
-    free(q); free(xd); free(xs);
+    free_acts(&a);
     return failed ? -1 : 0;
 }
 
@@ -452,169 +484,6 @@ void r1q_repack_q4_0(const uint8_t *src, int64_t N, int64_t nb, uint8_t *nib, ui
     }
 }
 
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__F16C__)
-#ifndef PREFETCH_AHEAD
-#define PREFETCH_AHEAD 4096
-#endif
-/* The activations as the fast paths read them: q (M, K) int8, and per 32 values xd (scale) and xs
-   (scale * sum of q). */
-typedef struct {
-    int8_t *q;
-    float *xd, *xs;
-} acts32;
-
-static void free_acts32(acts32 *a)
-{
-    free(a->q); free(a->xd); free(a->xs);
-}
-
-static int quantize_acts32(const float *x, int64_t M, int64_t K, acts32 *a)
-{
-    const int64_t nb = K / 32, nh = K / 16;
-    a->q = malloc((size_t)(M * K));
-    a->xd = malloc(sizeof(float) * (size_t)(M * nb));
-    a->xs = malloc(sizeof(float) * (size_t)(M * nb));
-    float *xd16 = malloc(sizeof(float) * (size_t)nh), *xs16 = malloc(sizeof(float) * (size_t)nh);
-    const int ok = a->q && a->xd && a->xs && xd16 && xs16;
-    for (int64_t m = 0; ok && m < M; m++) {
-        quantize_row(x + m * K, K, a->q + m * K, xd16, xs16);
-        for (int64_t b = 0; b < nb; b++) {
-            a->xd[m * nb + b] = xd16[2 * b];
-            a->xs[m * nb + b] = xs16[2 * b] + xs16[2 * b + 1];
-        }
-    }
-    free(xd16); free(xs16);
-    if (!ok) free_acts32(a);
-    return ok ? 0 : -1;
-}
-
-/* Run CALL for activation rows m .. m + MM - 1, MM = 4 while four are left, then the remainder, with
-   MM a constant in each expansion (the dot functions keep one accumulator per row in registers). */
-#define FOR_ROWS_BY_4(M, CALL)                                                     \
-    for (int64_t m = 0; m < (M); m += 4) {                                         \
-        const int64_t left_ = (M) - m;                                             \
-        if (left_ >= 4) { const int MM = 4; CALL; }                                \
-        else if (left_ == 3) { const int MM = 3; CALL; }                           \
-        else if (left_ == 2) { const int MM = 2; CALL; }                           \
-        else { const int MM = 1; CALL; }                                           \
-    }
-
-static inline float hsum256(__m256 v)
-{
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
-
-/* Q4_K straight from its blocks (no repacking): per super-block the eight 6-bit (scale, min) pairs
-   are decoded once, and each 32-byte chunk of nibbles is two sub-blocks, low then high, which are
-   exactly the 64 activations at the same position: one load, two masks, one dpbusd per row. */
-static inline __attribute__((always_inline)) void dot_q4_k(
-    const uint8_t *row, const int8_t *q, int64_t K, const float *xd, const float *xs, int64_t nb, const int MM,
-    float *out, int64_t ostride)
-{
-    const __m256i m4 = _mm256_set1_epi8(15);
-    const __m512i pair = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    __m512 acc[4], s[4];
-    __m256 offacc[4];
-    for (int r = 0; r < MM; r++) {
-        acc[r] = _mm512_setzero_ps();
-        offacc[r] = _mm256_setzero_ps();
-    }
-    for (int64_t sb = 0; sb < K / 256; sb++) {
-        const uint8_t *blk = row + 144 * sb, *qs = blk + 16;
-        _mm_prefetch((const char *)(blk + PREFETCH_AHEAD), _MM_HINT_T0);
-        _mm_prefetch((const char *)(blk + PREFETCH_AHEAD + 72), _MM_HINT_T0);
-        /* the eight (scale, min) pairs of scale_min_k4, decoded four at a time in 32-bit words:
-           w[0..1] become the scales' bytes, w[2..3] the mins' */
-        uint32_t w[4];
-        memcpy(w, blk + 4, 12);
-        const uint32_t six = 0x3f3f3f3fu, low4 = 0x0f0f0f0fu, top2 = 0x03030303u, mins_lo = w[1] & six;
-        w[3] = ((w[2] >> 4) & low4) | (((w[1] >> 6) & top2) << 4);
-        w[1] = (w[2] & low4) | (((w[0] >> 6) & top2) << 4);
-        w[2] = mins_lo;
-        w[0] &= six;
-        const __m256 scv = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)w))),
-                                         _mm256_set1_ps(f16(blk)));
-        const __m256 mv = _mm256_mul_ps(
-            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(w + 2)))),
-            _mm256_set1_ps(f16(blk + 2)));
-        for (int r = 0; r < MM; r++) {
-            s[r] = _mm512_castps256_ps512(_mm256_mul_ps(scv, _mm256_loadu_ps(xd + r * nb + 8 * sb)));
-            offacc[r] = _mm256_fmadd_ps(mv, _mm256_loadu_ps(xs + r * nb + 8 * sb), offacc[r]);
-        }
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-            const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(v, m4)),
-                                                 _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), 1);
-            const __m512i idx = _mm512_add_epi32(pair, _mm512_set1_epi32(2 * c)); /* sub-blocks 2c, 2c+1 */
-            for (int r = 0; r < MM; r++) {
-                const __m512i a = _mm512_loadu_si512((const void *)(q + r * K + 256 * sb + 64 * c));
-                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a);
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx, s[r]), acc[r]);
-            }
-        }
-    }
-    /* w = d sc q - dmin m: the second term times the activations is -sum dmin m xs */
-    for (int r = 0; r < MM; r++) out[r * ostride] = _mm512_reduce_add_ps(acc[r]) - hsum256(offacc[r]);
-}
-
-static int matmul_q4_k(const uint8_t *w, int64_t row_bytes, int64_t N, int64_t K, const float *x, int64_t M, float *y,
-                       int threads)
-{
-    acts32 a;
-    if (quantize_acts32(x, M, K, &a)) return -1;
-    const int64_t nb = K / 32;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t n = 0; n < N; n++)
-        FOR_ROWS_BY_4(M, dot_q4_k(w + n * row_bytes, a.q + m * K, K, a.xd + m * nb, a.xs + m * nb, nb, MM,
-                                  y + m * N + n, N))
-    free_acts32(&a);
-    return 0;
-}
-
-/* One weight row against MM (1..4) activation rows at once, so each pair of blocks is unpacked once
-   for all of them: q[r] (K int8), xd[r]/xs[r] (per 32: scale, scale * sum q); out[r * ostride]. MM is
-   a compile-time constant at every call site, which keeps the accumulators in registers. */
-static inline __attribute__((always_inline)) void dot_q4_0_planes(
-    const uint8_t *nib, const uint16_t *sc, const int8_t *q, int64_t K, const float *xd, const float *xs,
-    int64_t nb, const int MM, float *out, int64_t ostride)
-{
-    const __m256i m4 = _mm256_set1_epi8(15);
-    const __m512i pair = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    __m512 acc[4], offacc[4], s[4];
-    for (int r = 0; r < MM; r++) acc[r] = offacc[r] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < nb; g += 16) {
-        const int64_t left = nb - g < 16 ? nb - g : 16;
-        const __mmask16 mk = (__mmask16)((1u << left) - 1);
-        const __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, sc + g));
-        for (int r = 0; r < MM; r++) {
-            s[r] = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(mk, xd + r * nb + g));
-            offacc[r] = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mk, xs + r * nb + g), offacc[r]);
-        }
-        for (int64_t j = 0; j < left; j += 2) {
-            const int64_t b = g + j;
-            /* decode streams the whole model from memory once per token: ask for the bytes ahead
-               (past this row's end, the next row's) so the loads find them in cache */
-            _mm_prefetch((const char *)(nib + 16 * b + PREFETCH_AHEAD), _MM_HINT_T0);
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(nib + 16 * b)); /* [qs_b | qs_b+1] */
-            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(lo, hi, 0x20)),
-                                                 _mm256_permute2x128_si256(lo, hi, 0x31), 1); /* [lo hi | lo hi] */
-            const __m512i idx = _mm512_add_epi32(pair, _mm512_set1_epi32((int)j));
-            for (int r = 0; r < MM; r++) {
-                const __m512i a = _mm512_loadu_si512((const void *)(q + r * K + 32 * b));
-                const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, a);
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(idx, s[r]), acc[r]);
-            }
-        }
-    }
-    /* w = (u - 8) d: the -8 d part times the activations is -8 sum_b d_b xs_b */
-    for (int r = 0; r < MM; r++)
-        out[r * ostride] = _mm512_reduce_add_ps(acc[r]) - 8.0f * _mm512_reduce_add_ps(offacc[r]);
-}
-#endif
 
 /* y (M, N) = x (M, K) W^T for Q4_0 planes (nb = K / 32 must be even). -1 when unavailable or on
    allocation failure. */
@@ -623,13 +492,13 @@ int r1q_matmul_q4_0_planes(const uint8_t *nib, const uint16_t *sc, int64_t N, in
 {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__F16C__)
     const int64_t nb = K / 32;
-    acts32 a;
-    if (K % 64 || quantize_acts32(x, M, K, &a)) return -1;
+    acts a;
+    if (K % 64 || quantize_acts(x, M, K, 32, &a)) return -1;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t n = 0; n < N; n++)
         FOR_ROWS_BY_4(M, dot_q4_0_planes(nib + n * nb * 16, sc + n * nb, a.q + m * K, K, a.xd + m * nb, a.xs + m * nb,
                                          nb, MM, y + m * N + n, N))
-    free_acts32(&a);
+    free_acts(&a);
     return 0;
 #else
     (void)nib; (void)sc; (void)N; (void)K; (void)x; (void)M; (void)y; (void)threads;
