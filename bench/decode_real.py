@@ -188,7 +188,9 @@ def worker_r1(path: Path, profile: str, ids: list[int], long_ids: list[int], n: 
     out = {"load_s": load, "runtime_rss_mb": base_rss, "threads": torch.get_num_threads(), "compiled": eng.runner.compiled is not None,
            "kv_cache_dtype": eng.config.kv_cache_dtype, "compile_skipped": eng.compile_skipped}
     greedy = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
-    llm.generate([ids], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))  # warm up
+    t = time.perf_counter()
+    llm.generate([ids], SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))  # warm up (turbo compiles)
+    out["first_request_s"] = time.perf_counter() - t
     first = last = None
     count = 0
     t0 = time.perf_counter()

@@ -207,3 +207,28 @@ def test_api_keys():
             assert r.status_code == 401 and "API key" in r.json()["error"]
             assert h.get("/v1/models", headers={"Authorization": "Basic k1"}).status_code == 401
             assert h.get("/").status_code == 200 and h.get("/config.json").json()["auth"] is True
+
+
+def test_logit_bias_forces_and_bans_tokens(client):
+    """OpenAI's semantics: the bias is added to the token's logit, so +100 forces it and -100 bans it."""
+    tok = r1_tokenizer()
+    forced = tok.encode(" blue")[0]
+    r = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=6, temperature=0,
+                                  logit_bias={str(forced): 100})
+    assert r.choices[0].text == tok.decode([forced] * 6)
+    plain = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=1, temperature=0, logprobs=0)
+    first = tok.encode(plain.choices[0].text)[0]
+    banned = client.completions.create(model=MODEL, prompt="The sky is", max_tokens=1, temperature=0,
+                                       logit_bias={str(first): -100})
+    assert banned.choices[0].text != plain.choices[0].text
+    chat = client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=4, temperature=0,
+                                          logit_bias={str(forced): 100})
+    m = chat.choices[0].message
+    assert (getattr(m, "reasoning_content", None) or "") + (m.content or "") == tok.decode([forced] * 4)
+
+
+@pytest.mark.parametrize("bias,culprit", [({"abc": 1}, "'abc'"), ({"99999999": 1}, "99999999"), ({"5": 101}, "101")])
+def test_bad_logit_bias_is_a_400_naming_it(client, bias, culprit):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=2, logit_bias=bias)
+    assert e.value.body["param"] == "logit_bias" and culprit in e.value.body["message"]

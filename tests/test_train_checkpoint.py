@@ -20,7 +20,9 @@ from train_common import one_thread  # noqa: F401  (autouse fixture)
 SMALL = dict(hidden_size=32, intermediate_size=64, moe_intermediate_size=16, kv_lora_rank=16, vocab_size=64)
 
 
-def _trained(seed: int = 0):
+def _trained(seed: int = 0, train_mtp: bool = True):
+    """train_mtp=False: the MTP module gets no gradient (as in GRPO), so its parameters sit in the
+    optimizer without state."""
     torch.manual_seed(seed)
     model = build_model(preset("tiny-deepseek", **SMALL))
     model.init_weights(generator=torch.Generator().manual_seed(seed))
@@ -28,7 +30,9 @@ def _trained(seed: int = 0):
     ids = torch.randint(0, 64, (2, 12))
     for _ in range(2):
         logits, h = model(ids, return_hidden=True)
-        loss = logits.logsumexp(-1).mean() + model.mtp_logits(h, ids)[0].logsumexp(-1).mean()
+        loss = logits.logsumexp(-1).mean()
+        if train_mtp:
+            loss = loss + model.mtp_logits(h, ids)[0].logsumexp(-1).mean()
         loss.backward()
         opt.step()
         sched.step()
@@ -75,6 +79,36 @@ def test_round_trip_restores_everything(tmp_path):
     assert torch.equal(loaded.model.layers[1].mlp.gate.e_score_correction_bias,
                        model.model.layers[1].mlp.gate.e_score_correction_bias)
     assert (path / "model" / "hello.txt").read_text() == "hi"
+
+
+def test_parameters_that_never_stepped_resume_without_state(tmp_path):
+    """GRPO trains no MTP module: its parameters are in the optimizer but were never stepped, so the
+    checkpoint has no state for them. Resuming works (they stay stateless, the rest is restored
+    exactly); a checkpoint whose optimizer never held a trained parameter is refused by name."""
+    from r1.train.checkpoint import CheckpointError
+
+    model, opt, sched = _trained(train_mtp=False)
+    assert any(n.startswith("mtp.") for n, _ in model.named_parameters())
+    mgr = CheckpointManager(tmp_path / "checkpoints")
+    path = mgr.save(2, model, opt, sched)
+    fresh, fopt, fsched = _trained(seed=1, train_mtp=False)
+    mgr.restore(path, fresh, fopt, fsched)
+    sd_a, sd_b = opt.state_dict(), fopt.state_dict()
+    assert sd_a["state"].keys() == sd_b["state"].keys() and len(sd_a["state"]) > 0
+    for k in sd_a["state"]:
+        assert torch.equal(sd_a["state"][k]["exp_avg"], sd_b["state"][k]["exp_avg"])
+
+    other = build_model(preset("tiny-deepseek", **SMALL))  # same names, but an optimizer that holds MTP's
+    oopt, _ = build_optimizer(other, OptimConfig(lr=1e-2, warmup_steps=1), total_steps=10)
+    trimmed = CheckpointManager(tmp_path / "trimmed")
+    only_backbone = [p for n, p in model.named_parameters() if not n.startswith("mtp.")]
+    small_opt = torch.optim.AdamW(only_backbone, lr=1e-2)
+    logits = model(torch.randint(0, 64, (1, 8)))
+    logits.logsumexp(-1).mean().backward()
+    small_opt.step()
+    p2 = trimmed.save(1, model, small_opt)
+    with pytest.raises(CheckpointError, match="never held"):
+        trimmed.load_optimizer(p2, other, oopt)
 
 
 def test_incomplete_saves_are_ignored_and_old_ones_pruned(tmp_path):

@@ -34,6 +34,8 @@ def serve_cmd(args: argparse.Namespace) -> int:
                            max_model_len=args.max_model_len, max_num_batched_tokens=args.max_num_batched_tokens,
                            compile=args.compile)
         guard = build_guard(args.guard or [], check_output=args.guard_output)
+        if not args.max_body_mb > 0:
+            raise ValueError(f"--max-body-mb must be positive, got {args.max_body_mb}")
     except ValueError as e:
         raise SystemExit(f"r1 serve: {e}")
     if args.guard_output and guard is None:
@@ -41,7 +43,7 @@ def serve_cmd(args: argparse.Namespace) -> int:
     app = create_app(path, model_name=args.served_model_name, api_keys=keys, profile=args.profile, dtype=args.dtype,
                      engine_config=cfg, guard=guard, log_prompts=args.log_prompts,
                      default_max_tokens=args.default_max_tokens, default_thinking_budget=args.thinking_budget,
-                     shutdown_grace_s=args.shutdown_grace)
+                     shutdown_grace_s=args.shutdown_grace, max_body_bytes=int(args.max_body_mb * 2**20))
     if args.host not in ("127.0.0.1", "localhost", "::1") and not keys:
         print(f"r1 serve: warning: listening on {args.host} without --api-key", file=sys.stderr)
     print(f"r1 serve: {path} ({args.profile}) on http://{args.host}:{args.port}  "
@@ -70,6 +72,8 @@ def add_parser(sub) -> None:
                    help="compile decode steps (torch.compile): faster decode after tens of seconds of compiling "
                         "on the first requests (turbo always compiles)")
     p.add_argument("--max-model-len", type=int, default=0, help="context length (0 = the model's)")
+    p.add_argument("--max-body-mb", type=float, default=4.0,
+                   help="request bodies over this many MiB get 413 before they are read (default 4)")
     p.add_argument("--default-max-tokens", type=int, default=None,
                    help="completion budget when a request sets none (default: the rest of the context)")
     p.add_argument("--thinking-budget", type=int, default=None,

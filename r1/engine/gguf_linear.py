@@ -158,14 +158,14 @@ def _(x2, data, scales, ggml_type, n, name):
 
 
 @torch.library.custom_op("r1::gguf_rows", mutates_args=())
-def _gguf_rows_op(data: torch.Tensor, scales: torch.Tensor | None, index: torch.Tensor, ggml_type: int, n: int,
-                  k: int, bf16: bool, name: str) -> torch.Tensor:
+def _gguf_rows_op(data: torch.Tensor, scales: torch.Tensor | None, index: torch.Tensor | None, ggml_type: int,
+                  n: int, k: int, bf16: bool, name: str) -> torch.Tensor:
     return _rows(data, scales, index, ggml_type, n, k, bf16, name)
 
 
 @_gguf_rows_op.register_fake
 def _(data, scales, index, ggml_type, n, k, bf16, name):
-    return index.new_empty(index.shape[0], k, dtype=torch.bfloat16 if bf16 else torch.float32)
+    return data.new_empty(n if index is None else index.shape[0], k, dtype=torch.bfloat16 if bf16 else torch.float32)
 
 
 class GGUFBlocks:
@@ -212,9 +212,9 @@ class GGUFBlocks:
     def rows(self, index: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The weight rows `index` (all when None) dequantized: (R, K) fp32 or bf16."""
         n, k = self.shape
-        if torch.compiler.is_compiling() and index is not None:  # an embedding lookup in a compiled step
-            out = torch.ops.r1.gguf_rows(*self._op_tensors(), index.reshape(-1), int(self.ggml_type), n, k,
-                                         dtype == torch.bfloat16, self.name)
+        if torch.compiler.is_compiling():  # an embedding lookup or a prefill GEMM's weight in a compiled step
+            out = torch.ops.r1.gguf_rows(*self._op_tensors(), None if index is None else index.reshape(-1),
+                                         int(self.ggml_type), n, k, dtype == torch.bfloat16, self.name)
         else:
             out = _rows(*self._op_tensors(), index, int(self.ggml_type), n, k, dtype == torch.bfloat16, self.name)
         return out if out.dtype == dtype else out.to(dtype)

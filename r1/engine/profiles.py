@@ -21,9 +21,14 @@ class Profile:
     compile: bool  # decode steps through torch.compile (r1/engine/compiled.py)
 
 
+# Turbo keeps the KV cache in the model's dtype: its int8 cache (a 4x smaller fp32 cache) measured
+# slower on CPU, where it costs a quantize on write and a dequantize of the whole past on every read
+# (2026-12-07, same runs: SmolLM2 batch 1 50 -> 55 tok/s and 16 different prompts 430 -> 488 with the
+# float cache; r1-tiny 941-957 -> 958-967 and 2479-2555 -> 2683-2726). LLM(..., kv_cache_dtype="int8")
+# still buys the capacity where memory, not speed, is short.
 PROFILES: dict[str, Profile] = {
     "base": Profile(weights=None, group_size=0, kv_cache_dtype="auto", speculative=False, compile=False),
-    "turbo": Profile(weights="int4", group_size=32, kv_cache_dtype="int8", speculative=True, compile=True),
+    "turbo": Profile(weights="int4", group_size=32, kv_cache_dtype="auto", speculative=True, compile=True),
 }
 
 

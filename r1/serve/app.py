@@ -18,6 +18,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from r1.engine.engine import EngineConfig, LLMEngine
 from r1.serve import errors, ollama, openai
@@ -69,6 +70,44 @@ class JSONBodies:
         await self.app(scope, receive, send)
 
 
+# Request bodies past this many bytes are refused (413) before they are read: the longest context
+# here is text of well under 1 MiB, and a body is parsed and tokenized whole.
+DEFAULT_MAX_BODY_BYTES = 4 * 2**20
+
+
+class BodyLimit:
+    """413 for a request body over `limit` bytes, before the app reads it: at once when Content-Length
+    says so, else as soon as the bytes received pass it (a chunked upload). Nothing past the limit is
+    buffered, and the refused request reaches no handler."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    def _message(self) -> str:
+        return (f"the request body is over the server's limit of {self.limit / 2**20:g} MiB "
+                "(r1 serve --max-body-mb)")
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            response = errors.error_response(Request(scope), 413, self._message(), code="request_too_large")
+            return await response(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:  # the app's error handlers answer it (errors.install)
+                    raise StarletteHTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 def _check_key(keys: Sequence[str]):
     async def dependency(request: Request) -> None:
         if not keys:
@@ -87,9 +126,13 @@ def create_app(engine_or_model_path: LLMEngine | str | Path, *, tokenizer=None, 
                api_keys: Sequence[str] = (), profile: str = "base", dtype: str = "float32",
                engine_config: EngineConfig | None = None, guard: GuardPipeline | None = None,
                log_prompts: bool = False, default_max_tokens: int | None = None,
-               default_thinking_budget: int | None = None, shutdown_grace_s: float = 10.0) -> FastAPI:
+               default_thinking_budget: int | None = None, shutdown_grace_s: float = 10.0,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     """engine_or_model_path: a ready LLMEngine (its tokenizer is used), or a model path loaded in
-    the background for `profile` ("base" | "turbo") while /health answers 503."""
+    the background for `profile` ("base" | "turbo") while /health answers 503. max_body_bytes: larger
+    request bodies get 413 unread."""
+    if max_body_bytes <= 0:
+        raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
     if isinstance(engine_or_model_path, (str, Path)) and not Path(engine_or_model_path).exists():
         raise FileNotFoundError(f"{engine_or_model_path}: no such model file or folder")
     if not isinstance(engine_or_model_path, (str, Path, LLMEngine)):
@@ -114,6 +157,7 @@ def create_app(engine_or_model_path: LLMEngine | str | Path, *, tokenizer=None, 
     errors.install(app)
 
     app.add_middleware(JSONBodies)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     app.add_middleware(AccessLog)
     auth = [Depends(_check_key(keys))]
     app.include_router(openai.router(st), dependencies=auth)

@@ -274,7 +274,20 @@ class CheckpointManager:
         if "optimizer" not in state:
             raise CheckpointError(f"{path}: has no optimizer state")
         osd = join_tensors(state["optimizer"], load_file(str(path / "optimizer.safetensors")))
-        set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
+        # A parameter the optimizer held but never stepped (no gradient reached it: GRPO leaves the MTP
+        # module untrained) was saved in its group without state; it resumes without state too. One
+        # the checkpoint's optimizer never held is a different run: refused, by name.
+        saved_in_groups = {n for g in osd.get("param_groups", []) for n in g.get("params", [])}
+        in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        stateless = [n for n, p in unwrap(model).named_parameters()
+                     if id(p) in in_optimizer and p.requires_grad and n not in osd.get("state", {})]
+        foreign = [n for n in stateless if n not in saved_in_groups]
+        if foreign:
+            raise CheckpointError(f"{path}: the optimizer state has no entry for {len(foreign)} trained "
+                                  f"parameter(s) it never held, e.g. {foreign[0]!r}: a checkpoint of another model "
+                                  "or optimizer setup")
+        set_optimizer_state_dict(model, optimizer, osd,
+                                 options=StateDictOptions(full_state_dict=True, strict=not stateless))
 
     def load_scheduler(self, path: str | Path, scheduler: Any) -> None:
         state = self.read_state(path)
