@@ -165,3 +165,20 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, k: int) -> list[d
     top_v, top_i = lp.topk(k, dim=-1)
     return [{"token_id": t, "logprob": c, "top": list(zip(ti, tv))}
             for t, c, ti, tv in zip(ids, chosen, top_i.tolist(), top_v.tolist())]
+
+
+class LogitBias:
+    """OpenAI's `logit_bias`: bias[t] is added to token t's logit before sampling (-100 all but bans
+    a token, +100 all but forces it). A logits processor: (output_ids, logits (V,)) -> logits."""
+
+    def __init__(self, bias: dict[int, float], vocab_size: int):
+        for t, b in bias.items():
+            if not 0 <= t < vocab_size:
+                raise ValueError(f"logit_bias: token id {t} is not in the vocabulary [0, {vocab_size})")
+            if not (isinstance(b, (int, float)) and -100 <= b <= 100):
+                raise ValueError(f"logit_bias: the bias of token {t} must be a number in [-100, 100], got {b!r}")
+        self.ids = torch.tensor(list(bias), dtype=torch.long)
+        self.values = torch.tensor([float(b) for b in bias.values()])
+
+    def __call__(self, output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+        return logits.index_add(0, self.ids.to(logits.device), self.values.to(logits))

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from r1.chat.reasoning import prompt_opens_reasoning
+from r1.engine.sampling import LogitBias
 from r1.serve.errors import APIError, bad_request
 from r1.serve.guard import REFUSAL
 from r1.serve.openai_schema import ChatCompletionRequest, ChatMessage, CompletionRequest, NamedToolChoice
@@ -61,6 +62,21 @@ def _usage(prep: Prepared, choices: list[ChoiceStream], cached: int) -> dict:
             "completion_tokens_details": {"reasoning_tokens": sum(c.reasoning_tokens for c in choices)}}
 
 
+def _logit_bias(st: ServerState, body) -> list:
+    """`logit_bias` as a logits processor ([] when absent); bad ids or values are a 400 naming them."""
+    if not body.logit_bias:
+        return []
+    try:
+        bias = {int(k): v for k, v in body.logit_bias.items()}
+    except ValueError:
+        bad = next(k for k in body.logit_bias if not k.strip().lstrip("-").isdigit())
+        raise bad_request(f"logit_bias keys are token ids, got {bad!r}", "logit_bias") from None
+    try:
+        return [LogitBias(bias, st.engine.engine.model.config.vocab_size)]
+    except ValueError as e:
+        raise bad_request(str(e), "logit_bias") from None
+
+
 def router(st: ServerState) -> APIRouter:
     r = APIRouter()
 
@@ -89,7 +105,7 @@ def router(st: ServerState) -> APIRouter:
         param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         max_tokens = resolve_max_tokens(len(prep.ids), body.max_completion_tokens or body.max_tokens,
                                         st.info.context_length, param, st.default_max_tokens)
-        procs = _structured(st, body, prep, tools)
+        procs = (_structured(st, body, prep, tools) or []) + _logit_bias(st, body)
         params = st.sampling(_NAMES, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
                              min_p=body.min_p, max_tokens=max_tokens, seed=_seed(body.seed),
                              stop=[body.stop] if isinstance(body.stop, str) else body.stop, n=body.n,
@@ -150,7 +166,8 @@ def router(st: ServerState) -> APIRouter:
                                  top_k=body.top_k, min_p=body.min_p, max_tokens=max_tokens, seed=_seed(body.seed),
                                  stop=[body.stop] if isinstance(body.stop, str) else body.stop, n=body.n,
                                  logprobs=body.logprobs, presence_penalty=body.presence_penalty,
-                                 frequency_penalty=body.frequency_penalty, repetition_penalty=body.repetition_penalty)
+                                 frequency_penalty=body.frequency_penalty, repetition_penalty=body.repetition_penalty,
+                                 logits_processors=_logit_bias(st, body))
             if await st.check_prompt(prep.prompt):
                 raise APIError(400, REFUSAL, "prompt", "content_filter")
             choices = [ChoiceStream(k * body.n + j, False, split_reasoning=False) for j in range(body.n)]

@@ -111,6 +111,8 @@ class _Sampling(_Lenient):
     top_k: NonNegInt | None = None
     min_p: float | None = Field(default=None, ge=0, lt=1)
     repetition_penalty: float | None = Field(default=None, gt=0, le=10)
+    logit_bias: dict[str, float] | None = Field(
+        default=None, max_length=1024, description="token id (as a string) -> bias in [-100, 100], added to its logit")
 
 
 class ChatCompletionRequest(_Sampling):
