@@ -185,7 +185,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="append", help="stop string (repeatable)")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--profile", default="base", choices=["base", "turbo"],
-                   help="turbo: quantized weights, int8 KV cache, MTP speculative decoding where available")
+                   help="turbo: quantized weights (a GGUF keeps its own blocks), compiled decode steps (tens of "
+                        "seconds of compiling on the first reply), MTP speculative decoding where it pays")
     p.add_argument("--thinking-budget", type=int, help="max reasoning tokens; then </think> is forced")
     p.add_argument("--compile", action="store_true",
                    help="compile decode steps (torch.compile): ~2x faster on CPU after tens of seconds of "

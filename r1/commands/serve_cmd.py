@@ -60,7 +60,8 @@ def add_parser(sub) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", action="append", help="accepted bearer key (repeatable; default $R1_API_KEY; none = open)")
     p.add_argument("--profile", default="base", choices=["base", "turbo"],
-                   help="turbo: 4-bit weights, int8 KV cache, MTP speculative decoding")
+                   help="turbo: quantized weights (a GGUF keeps its own blocks), compiled decode steps (the first "
+                        "request compiles), MTP speculative decoding where it pays")
     p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     p.add_argument("--served-model-name", help="the model name clients use (default: the file or folder name)")
     p.add_argument("--max-num-seqs", type=int, default=32, help="sequences decoded together")
