@@ -174,3 +174,18 @@ def test_eval_defaults_fit_the_embedded_models_context(capsys):
     assert main(["eval", str(EMBEDDED_DEFAULT), "--task", "arithmetic", "--k", "1", "--limit", "2", "--quiet",
                  "--max-tokens", "1024"]) == 2
     assert "exceeds the context length of 1024" in capsys.readouterr().err
+
+
+def test_overflowing_logits_are_one_line_not_an_empty_answer(tmp_path, capsys):
+    """Finite weights whose logits overflow to Inf (the loader refuses NaN/Inf tensors; nothing in a
+    config to validate here): `r1 run` says so and exits 1."""
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "overflowing-weights"
+    shutil.copytree(EMBEDDED_DEFAULT, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    name = next(n for n in tensors if n.endswith("norm.weight") and n.startswith("model.norm"))
+    tensors[name][:] = 3e38  # finite, but the final norm's output times the head overflows
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    rc = main(["run", str(out), "What is 2 + 3?"])
+    one_line_error(capsys, rc, "not finite")

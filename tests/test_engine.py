@@ -320,3 +320,24 @@ def test_sequence_token_slice_equals_all_ids_slice():
     for a in range(6):
         for b in range(a, 7):
             assert seq.token_slice(a, b) == seq.all_ids[a:b], (a, b)
+
+
+def test_non_finite_logits_end_the_request_with_an_error():
+    """A model whose logits are NaN (a broken checkpoint) ends each request with finish_reason "error"
+    and says why; LLM raises it (r1 run prints it as one line) instead of returning an empty answer."""
+    from r1.engine.engine import LLM, ModelOutputError
+
+    m = tiny("tiny-llama")
+    with torch.no_grad():
+        m.model.norm.weight[3] = float("nan")
+    eng = LLMEngine(m, None, EngineConfig(block_size=4, num_blocks=64))
+    (out,) = run(eng, [([1, 2, 3], SamplingParams(temperature=0, max_tokens=5))])
+    c = out.outputs[0]
+    assert c.finish_reason == "error" and "not finite" in c.error and c.token_ids == []
+    assert eng.blocks.num_free == 64  # its KV blocks are back
+    with pytest.raises(ModelOutputError, match="not finite"):
+        LLM(m).generate([[1, 2, 3]], SamplingParams(max_tokens=3))
+    healthy = tiny("tiny-llama")  # and the check costs a healthy model nothing it would notice
+    (ok,) = run(LLMEngine(healthy, None, EngineConfig(block_size=4, num_blocks=64)),
+                [([1, 2, 3], SamplingParams(temperature=0, max_tokens=5))])
+    assert ok.outputs[0].finish_reason == "length" and len(ok.outputs[0].token_ids) == 5

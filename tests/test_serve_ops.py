@@ -243,3 +243,21 @@ def test_graceful_shutdown_finishes_or_aborts():
         lines = got.get("lines", [])
         assert (lines[-1:] == ["data: [DONE]"]) == expect_full and got.get("cut", False) != expect_full
         assert not engine.requests and engine.blocks.usage == 0  # nothing left holding KV blocks
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_non_finite_logits_are_a_500_naming_the_cause_and_the_server_stays_up(stream):
+    import torch
+
+    eng = tiny_engine()
+    with torch.no_grad():
+        eng.model.model.norm.weight[0] = float("nan")
+    with LiveServer(create_app(eng, model_name=MODEL)) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        r = c.post("/v1/chat/completions", json=chat(max_tokens=4, stream=stream))
+        if stream:  # the headers went out with 200: the error is the stream's last event
+            assert r.status_code == 200 and '"code": "model_error"' in r.text.replace('":"', '": "')
+            assert "not finite" in r.text
+        else:
+            assert r.status_code == 500 and r.json()["error"]["code"] == "model_error"
+            assert "not finite" in r.json()["error"]["message"]
+        assert c.get("/health").status_code == 200

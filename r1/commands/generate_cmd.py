@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.text import Text
 
 from r1.commands.common import parse_dtype, resolve_model
+from r1.engine.engine import ModelOutputError
 from r1.engine.respond import respond
 from r1.engine.sampling import R1_TEMPERATURE, R1_TOP_P, SamplingParams
 
@@ -73,6 +74,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     on_delta.answer_started = False
     try:
         turn = respond(llm, messages, _params(args), raw=args.raw, on_delta=on_delta if streaming else None)
+    except ModelOutputError:
+        raise  # the model is broken, not the request: r1's one-line error, exit 1
     except ValueError as e:  # the request does not fit (context, vocabulary): say so, no traceback
         print(f"r1 run: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from r1.engine.sampling import SamplingParams, apply_penalties, sample, token_lo
 from r1.engine.speculative import draw, target_probs, verify
 from r1.engine.scheduler import Scheduler
 from r1.engine.sequence import Sequence
-from r1.errors import bad_file
+from r1.errors import R1Error, bad_file
 from r1.model.base import CausalLM
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -90,13 +90,18 @@ class CompletionOutput:
     index: int
     text: str
     token_ids: list[int]
-    finish_reason: str | None  # None while running; "stop" | "length" | "abort"
+    finish_reason: str | None  # None while running; "stop" | "length" | "abort" | "error" (see error)
     text_delta: str = ""
     token_ids_delta: list[int] = field(default_factory=list)
     logprobs: list[dict] | None = None
     logprobs_delta: list[dict] | None = None
     reasoning_tokens: int = 0
     stop_token_id: int | None = None  # the eos / stop token that ended it (not in token_ids)
+    error: str | None = None  # what went wrong when finish_reason is "error"
+
+
+class ModelOutputError(R1Error, ValueError):
+    """The model's logits were not finite: a broken checkpoint or config, never an empty answer."""
 
 
 @dataclass
@@ -253,11 +258,27 @@ class LLMEngine:
         sampled = [i for i, (s, st, n, _) in enumerate(rows) if st + n == len(s)]
         # a decode step samples every row: its logits need no gather
         lg = logits[:, 0] if len(sampled) == len(rows) else logits[sampled, 0]
+        # NaN/Inf logits (a broken checkpoint or config) end their sequence with an error rather than
+        # sampling garbage or nothing. A NaN or Inf anywhere makes its row's sum NaN/Inf: one fast
+        # reduction a step (~25 us for 16 x 49152 here, where isfinite(lg).all() took ~7 ms)
+        broken: set[int] = set()
+        row_ok = torch.isfinite(lg.float().sum(-1)) if sampled else None
+        if sampled and not bool(row_ok.all()):
+            ok = row_ok.tolist()
+            broken = {sampled[j] for j, good in enumerate(ok) if not good}
+            keep = [j for j, good in enumerate(ok) if good]
+            sampled, lg = [sampled[j] for j in keep], lg[keep]
         first = self._sample_rows([rows[i][0] for i in sampled], lg) if sampled else []
         first_of = dict(zip(sampled, first))  # row -> (token, logprob entry)
         now = time.monotonic()
         mtp_rows = []  # (seq, start, n computed this step)
         for i, (seq, st, n, draft) in enumerate(rows):
+            if i in broken:
+                seq.error = (f"the model's logits are not finite (NaN or Inf) at position {st + n}: its weights "
+                             "or config are broken (rope_theta, rms_norm_eps, scaling factors, the file itself)")
+                self._finish(seq, "error")
+                touched[seq.request_id] = self.requests[seq.request_id]
+                continue
             if i not in first_of:  # a partial prefill chunk: nothing to sample yet
                 seq.num_computed = st + n
                 self.blocks.mark_computed(seq)
@@ -411,13 +432,19 @@ class LLMEngine:
             outs.append(CompletionOutput(
                 seq.index, seq.text[:visible], list(seq.output_ids), seq.finish_reason, text_delta, ids_delta,
                 seq.logprobs[:n] if seq.params.logprobs is not None else None, lp_delta, seq.reasoning_tokens,
-                seq.stop_token))
+                seq.stop_token, seq.error))
         finished = all(s.is_finished for s in req.seqs)
         if finished:
             self.requests.pop(req.request_id, None)
         first = [s.first_token_time for s in req.seqs if s.first_token_time is not None]
         return RequestOutput(req.request_id, req.prompt_ids, outs, finished, req.seqs[0].num_cached_prompt,
                              req.seqs[0].arrival, min(first) if first else None)
+
+
+def _raise_model_error(out: RequestOutput) -> None:
+    for o in out.outputs:
+        if o.finish_reason == "error":
+            raise ModelOutputError(o.error or "the model failed")
 
 
 class LLM:
@@ -457,6 +484,8 @@ class LLM:
             for out in self.engine.step():
                 if out.finished:
                     done[out.request_id] = out
+        for out in done.values():
+            _raise_model_error(out)
         return [done[r] for r in ids]
 
     def stream(self, prompt: str | list[int], params: SamplingParams | None = None) -> Iterator[RequestOutput]:
@@ -468,6 +497,7 @@ class LLM:
             while True:
                 for out in self.engine.step():
                     if out.request_id == rid:
+                        _raise_model_error(out)
                         yield out
                         if out.finished:
                             return

@@ -31,6 +31,7 @@ class Sequence:
     num_cached_prompt: int = 0  # prompt tokens served from the prefix cache (usage.cached_tokens)
     generator: torch.Generator | None = None
     finish_reason: str | None = None
+    error: str | None = None  # why it finished with reason "error"
     stop_token: int | None = None  # the eos / stop token that ended it (not in output_ids)
     arrival: float = field(default_factory=time.monotonic)
     first_token_time: float | None = None

@@ -235,6 +235,10 @@ class ServerState:
         try:
             async for out in stream:
                 last = out
+                failed = next((o for o in out.outputs if o.finish_reason == "error"), None)
+                if failed is not None:  # non-finite logits: the model, not the request, is broken
+                    status = "500"
+                    raise APIError(500, failed.error or "the model failed", code="model_error")
                 deltas = [await choices[o.index].feed(o) for o in out.outputs]
                 timer.tokens(sum(d.n_tokens for d in deltas), time.monotonic())
                 yield out, deltas
