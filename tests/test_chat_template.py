@@ -203,3 +203,37 @@ def test_select_template_like_transformers():
         select_template(templates, name="nope")
     with pytest.raises(ChatTemplateError, match="none named 'default'"):
         select_template({"a": "A", "b": "B"})
+
+
+HOSTILE = {
+    "string_times_2e9": '{{ "x" * 2000000000 }}',
+    "nested_ranges_1e10": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "huge_power": "{{ 10 ** 10000000 }}",
+    "namespace_doubling": '{% set ns = namespace(s="ab") %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}'
+                          "{% endfor %}{{ ns.s }}",
+    "list_doubling": '{% set ns = namespace(s=["a"]) %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}'
+                     "{% endfor %}{{ ns.s|length }}",
+    "macro_doubling": '{% macro f(s) %}{{ f(s ~ s) }}{% endmacro %}{{ f("ab") }}',
+    "endless_recursion": "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(1) }}",
+    "output_flood": "{% for i in range(1000000) %}{{ messages[0].content }}{% endfor %}",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_templates_stop_within_their_budget(name):
+    """Each of these runs out of memory or time unbounded (2 GB strings, 10^10 iterations, 2^40
+    doubling); under the render budget each is one ChatTemplateError naming the template."""
+    t = ChatTemplate(HOSTILE[name], origin=f"hostile/{name}")
+    with pytest.raises(ChatTemplateError, match=f"hostile/{name}"):
+        t.render([{"role": "user", "content": "hello " * 20}])
+
+
+def test_the_render_budget_also_bounds_time():
+    from r1.chat.template_budget import RenderBudget
+
+    slow = "{% for i in range(900000) %}{% if messages[0].content %}{% endif %}{% endfor %}"
+    assert ChatTemplate(slow).render([{"role": "user", "content": "x"}]) == ""  # within the default budget
+    with pytest.raises(ChatTemplateError, match="took over"):
+        ChatTemplate(slow, budget=RenderBudget(max_seconds=0.01)).render([{"role": "user", "content": "x"}])
+    with pytest.raises(ValueError, match="max_chars"):
+        RenderBudget(max_chars=0)

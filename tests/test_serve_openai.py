@@ -232,3 +232,12 @@ def test_bad_logit_bias_is_a_400_naming_it(client, bias, culprit):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=2, logit_bias=bias)
     assert e.value.body["param"] == "logit_bias" and culprit in e.value.body["message"]
+
+
+def test_the_schema_names_the_served_model(server):
+    import httpx
+
+    schema = httpx.get(server.url + "/openapi.json", timeout=30).json()
+    comps = schema["components"]["schemas"]
+    assert comps["ChatCompletionRequest"]["properties"]["model"]["enum"] == [MODEL]
+    assert comps["CompletionRequest"]["properties"]["model"]["enum"] == [MODEL]

@@ -22,8 +22,7 @@ import jinja2
 import jinja2.ext
 import jinja2.nodes
 import jinja2.utils
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+from r1.chat.template_budget import SPENDING, BudgetedEnvironment, RenderBudget, Spending, budgeted_range
 from r1.errors import R1Error
 
 Message = Mapping[str, Any]
@@ -113,10 +112,11 @@ class _TemplateNamespace(jinja2.utils.Namespace):
             raise jinja2.exceptions.SecurityError(f"chat templates cannot set underscore attribute {name!r} on a namespace")
 
 
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+def _environment() -> BudgetedEnvironment:
+    env = BudgetedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationExtension, jinja2.ext.loopcontrols]
     )
+    env.globals["range"] = budgeted_range  # the sandbox's own range, with its items charged to the render
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
@@ -194,11 +194,13 @@ def normalize_tools(tools: Sequence[Any] | None) -> list[Any] | None:
 class ChatTemplate:
     """One compiled chat template. `origin` names where it came from, for error messages."""
 
-    def __init__(self, source: str, origin: str = "chat template") -> None:
+    def __init__(self, source: str, origin: str = "chat template", budget: RenderBudget = RenderBudget()) -> None:
+        """budget: what one render may spend (characters, range() items, seconds): template_budget.py."""
         if not isinstance(source, str):
             raise TypeError(f"{origin}: a chat template must be a string, got {type(source).__name__}")
         self.source = source
         self.origin = origin
+        self.budget = budget
         try:
             self._template = _environment().from_string(source)
         except jinja2.TemplateSyntaxError as e:
@@ -240,19 +242,24 @@ class ChatTemplate:
         context = self._variables(messages, add_generation_prompt, tools, documents, variables)
         tracker = _GenerationTracker() if track else None
         context[_TRACKER] = tracker
+        spending = Spending(self.budget)
+        token = SPENDING.set(spending)
         try:
-            if tracker is None:
-                return self._template.render(context), []
+            blocks = tracker.blocks if tracker is not None else []
             for block in self._template.generate(context):
-                tracker.blocks.append(block)
-            return "".join(tracker.blocks), tracker.spans
+                spending.output(block)
+                blocks.append(block)
+            return "".join(blocks), (tracker.spans if tracker is not None else [])
         except jinja2.TemplateError as e:
             # raise_exception(), undefined names, sandbox violations: the template's own words,
             # prefixed with which template said them.
             raise ChatTemplateError(f"{self.origin}: {type(e).__name__}: {e}") from e
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, MemoryError,
+                RecursionError) as e:
             # e.g. `'<｜User｜>' + content` with a list content: a template bug or unsupported input
             raise ChatTemplateError(f"{self.origin}: failed to render: {type(e).__name__}: {e}") from e
+        finally:
+            SPENDING.reset(token)
 
 
 def select_template(templates: Mapping[str, str], name: str | None = None,

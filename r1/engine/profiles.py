@@ -55,13 +55,15 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
         # (r1/engine/gguf_linear.py). Re-quantizing them (turbo's int8/int4) would read more bytes
         # per token, not fewer, and cost a float round trip at load. The KV cache stays float:
         # turbo's int8 cache measured no faster here (docs/bench-decode-real.md). Turbo compiles the
-        # single-row step around the block kernels (custom ops): 1.5B Q4_K_M 14.3 -> 16.0 tok/s,
-        # for a first-request compile of ~30-60 s.
+        # single-row step around the block kernels (custom ops) where that pays: files under
+        # GGUF_COMPILE_MAX_BYTES (the 1.5B class: Q4_0 18.2 -> 21.7 tok/s, Q4_K_M +1-12%, for a
+        # first-request compile of ~30-70 s); an 8B Q4_0 already decodes at 86-91% of the bandwidth
+        # bound, and compiled it ran 5% slower after an 89 s compile.
         from r1.engine.gguf_linear import load_gguf_blocks
 
         model = load_gguf_blocks(path, dtype=dtype, device=device, progress=progress)
         overrides = {"speculative": "auto" if p.speculative else False}
-        if p.compile:
+        if p.compile and path.stat().st_size < GGUF_COMPILE_MAX_BYTES:
             overrides["compile"] = True
         return model, overrides
     if p.weights is None:
@@ -97,6 +99,8 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
 # Python overhead, not bytes read, bounds decode, and the earlier paths -- fp32 on oneDNN-packed
 # weights (base), compiled int8 steps (turbo) -- keep the figures of docs/bench-decode.md.
 GGUF_BLOCKS_MIN_BYTES = 256 * 2**20
+# Turbo compiles a GGUF block model's decode step below this size (load_for_profile says why).
+GGUF_COMPILE_MAX_BYTES = 2 * 2**30
 
 
 def gguf_blocks_apply(path: Path, device: str | torch.device) -> bool:

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -190,4 +191,18 @@ def create_app(engine_or_model_path: LLMEngine | str | Path, *, tokenizer=None, 
                 if st.tokenizer is not None else False}
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    def openapi() -> dict:
+        """FastAPI's schema, with every request's `model` field an enum of the one model served: a
+        client (or schemathesis) reading the schema learns the only name the server accepts."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for comp in schema.get("components", {}).get("schemas", {}).values():
+                model = comp.get("properties", {}).get("model")
+                if model is not None and model.get("type") == "string":
+                    model["enum"] = [st.info.name]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
