@@ -71,3 +71,19 @@ def test_cli_print_config_and_config_error(tmp_path, capsys):
     assert d["run"]["max_steps"] == 42 and d["run"]["out_dir"] == str(tmp_path) and d["optim"]["lr"] == 0.01
     rc, out, err = cli(["train", "pretrain", "--print-config", "optim.nope=1"], capsys)
     assert rc == 2 and "unknown config key optim.'nope'" in err
+
+
+def test_a_partial_section_layers_on_the_fields_own_defaults():
+    """`optim.lr=1e-5` on `r1 train grpo` changes the learning rate and keeps GRPO's optimizer (TRL's:
+    constant, no warmup, no weight decay, beta2 0.999), not OptimConfig's pretraining defaults; a
+    partial `run` section keeps GRPO's out_dir."""
+    from r1.train.config import load_config
+    from r1.train.grpo_config import GRPOTrainConfig
+
+    base = load_config(GRPOTrainConfig)
+    got = load_config(GRPOTrainConfig, overrides=["optim.lr=1e-5", "run.max_steps=3"])
+    assert got.optim.lr == 1e-5
+    assert (got.optim.schedule, got.optim.warmup_steps, got.optim.weight_decay, got.optim.beta2) == \
+        (base.optim.schedule, base.optim.warmup_steps, base.optim.weight_decay, base.optim.beta2) == \
+        ("constant", 0, 0.0, 0.999)
+    assert got.run.out_dir == base.run.out_dir == "runs/grpo" and got.run.max_steps == 3

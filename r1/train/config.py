@@ -226,13 +226,29 @@ def from_dict(cls: type[C], data: dict, prefix: str = "") -> C:
     unknown = [k for k in data if k not in names]
     if unknown:
         raise TrainConfigError(f"unknown config key {prefix}{unknown[0]!r}; valid keys here: {', '.join(names)}")
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for k, v in data.items():
+        factory = fields[k].default_factory
+        if isinstance(v, dict) and factory is not dataclasses.MISSING:
+            default = factory()
+            if dataclasses.is_dataclass(default):
+                # a section given in part layers on the field's own default (GRPO's optimizer, not the
+                # OptimConfig class defaults; run.out_dir "runs/grpo"), not on its class's
+                v = merge(_init_fields(default), v)
+        kwargs[k] = _coerce(v, hints[k], prefix + k)
     try:
         return cls(**kwargs)
     except TrainConfigError:
         raise
     except (TypeError, ValueError) as e:
         raise TrainConfigError(f"{prefix or cls.__name__}: {e}") from None
+
+
+def _init_fields(obj: Any) -> dict:
+    """A dataclass instance as the nested dict from_dict would build it from (init fields only)."""
+    return {f.name: _init_fields(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v
+            for f in dataclasses.fields(obj) if f.init}
 
 
 def to_dict(cfg: Any) -> dict:
