@@ -159,3 +159,34 @@ def test_engine_hook_applies_processors_per_request(model, tok, gc):
         check_schema(json.loads(c.text))
     with pytest.raises(json.JSONDecodeError):
         json.loads(done["free"].outputs[0].text)
+
+
+def test_a_huge_enum_compiles_off_the_event_loop():
+    """A response_format whose schema is a 20,000-value enum takes seconds to compile; other clients
+    are answered meanwhile (on the event loop, /health waited 2.6 s behind it here)."""
+    import threading
+    import time
+
+    import httpx
+
+    from r1.serve.app import create_app
+    from serve_helpers import LiveServer, tiny_engine
+
+    schema = {"enum": [f"v{i}" for i in range(20000)]}
+    body = {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "pick one"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "pick", "schema": schema}}}
+    with LiveServer(create_app(tiny_engine(), model_name="m")) as s:
+        got = {}
+        post = threading.Thread(target=lambda: got.update(
+            r=httpx.post(s.url + "/v1/chat/completions", json=body, timeout=300)))
+        post.start()
+        time.sleep(0.2)
+        worst = 0.0
+        while post.is_alive():
+            t0 = time.perf_counter()
+            assert httpx.get(s.url + "/health", timeout=60).status_code == 200
+            worst = max(worst, time.perf_counter() - t0)
+            time.sleep(0.1)
+        post.join()
+    assert got["r"].status_code == 200, got["r"].text
+    assert worst < 0.5, worst

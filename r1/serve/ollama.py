@@ -8,6 +8,7 @@ unchanged.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -173,7 +174,8 @@ def router(st: ServerState) -> APIRouter:
             if m.tool_name:
                 d["name"] = m.tool_name
             messages.append(d)
-        prep = render_chat(st.tokenizer, messages, body.tools or None, _think(body.think), st.info.name)
+        prep = await asyncio.to_thread(render_chat, st.tokenizer, messages, body.tools or None, _think(body.think),
+                                       st.info.name)  # off the event loop: see openai.py
         guard_text = "\n".join(m["content"] for m in messages if m["role"] != "assistant")
         return await _run(st, request, body, prep, guard_text, "ollama_chat", parse_tools=bool(body.tools))
 
@@ -190,11 +192,11 @@ def router(st: ServerState) -> APIRouter:
         if not body.prompt:
             return _done_only(st, body.stream, {"response": ""})
         if body.raw:
-            prep = render_raw(st.tokenizer, body.prompt)
+            prep = await asyncio.to_thread(render_raw, st.tokenizer, body.prompt)
         else:
             msgs = ([{"role": "system", "content": body.system}] if body.system else []) + \
                    [{"role": "user", "content": body.prompt}]
-            prep = render_chat(st.tokenizer, msgs, None, _think(body.think), st.info.name)
+            prep = await asyncio.to_thread(render_chat, st.tokenizer, msgs, None, _think(body.think), st.info.name)
         if body.context:
             vocab = st.engine.engine.model.config.vocab_size
             if any(not 0 <= t < vocab for t in body.context):
@@ -216,9 +218,9 @@ async def _run(st: ServerState, request: Request, body: _Gen, prep: Prepared, gu
                                     st.default_max_tokens)
     procs = None
     if body.format == "json":
-        procs = st.processors("json_object", None, prep, "format")
+        procs = await asyncio.to_thread(st.processors, "json_object", None, prep, "format")
     elif isinstance(body.format, dict):
-        procs = st.processors("json_schema", body.format, prep, "format")
+        procs = await asyncio.to_thread(st.processors, "json_schema", body.format, prep, "format")
     params = st.sampling(_NAMES, temperature=o.temperature, top_p=o.top_p, top_k=o.top_k, min_p=o.min_p,
                          max_tokens=max_tokens, seed=None if o.seed is None else o.seed % 2**63, stop=o.stop,
                          repetition_penalty=o.repeat_penalty, presence_penalty=o.presence_penalty,

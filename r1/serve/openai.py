@@ -101,11 +101,13 @@ def router(st: ServerState) -> APIRouter:
         if body.thinking is not None:
             thinking = body.thinking.type == "enabled"
             budget = body.thinking.budget_tokens if body.thinking.budget_tokens is not None else budget
-        prep = render_chat(st.tokenizer, messages, tools, thinking, st.info.name)
+        # rendering, tokenizing and compiling a grammar can take seconds on hostile input: off the event
+        # loop, so other clients (and /health) are answered meanwhile
+        prep = await asyncio.to_thread(render_chat, st.tokenizer, messages, tools, thinking, st.info.name)
         param = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         max_tokens = resolve_max_tokens(len(prep.ids), body.max_completion_tokens or body.max_tokens,
                                         st.info.context_length, param, st.default_max_tokens)
-        procs = (_structured(st, body, prep, tools) or []) + _logit_bias(st, body)
+        procs = (await asyncio.to_thread(_structured, st, body, prep, tools) or []) + _logit_bias(st, body)
         params = st.sampling(_NAMES, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
                              min_p=body.min_p, max_tokens=max_tokens, seed=_seed(body.seed),
                              stop=[body.stop] if isinstance(body.stop, str) else body.stop, n=body.n,
@@ -151,7 +153,7 @@ def router(st: ServerState) -> APIRouter:
         preps = []
         for i, p in enumerate(prompts):
             if isinstance(p, str):
-                preps.append(render_raw(st.tokenizer, p))
+                preps.append(await asyncio.to_thread(render_raw, st.tokenizer, p))
             else:
                 if any(t >= vocab for t in p):
                     raise bad_request(f"prompt[{i}] has token ids outside the vocabulary [0, {vocab})", "prompt")
