@@ -260,7 +260,7 @@ class LLMEngine:
         lg = logits[:, 0] if len(sampled) == len(rows) else logits[sampled, 0]
         # NaN/Inf logits (a broken checkpoint or config) end their sequence with an error rather than
         # sampling garbage or nothing. A NaN or Inf anywhere makes its row's sum NaN/Inf: one fast
-        # reduction a step (~25 us for 16 x 49152 here, where isfinite(lg).all() took ~7 ms)
+        # reduction a step (isfinite over the whole (b, V) block is far slower on CPU: docs/manual.md)
         broken: set[int] = set()
         row_ok = torch.isfinite(lg.float().sum(-1)) if sampled else None
         if sampled and not bool(row_ok.all()):
@@ -277,7 +277,8 @@ class LLMEngine:
                 seq.error = (f"the model's logits are not finite (NaN or Inf) at position {st + n}: its weights "
                              "or config are broken (rope_theta, rms_norm_eps, scaling factors, the file itself)")
                 self._finish(seq, "error")
-                touched[seq.request_id] = self.requests[seq.request_id]
+                if seq.request_id in self.requests:
+                    touched[seq.request_id] = self.requests[seq.request_id]
                 continue
             if i not in first_of:  # a partial prefill chunk: nothing to sample yet
                 seq.num_computed = st + n

@@ -21,11 +21,10 @@ class Profile:
     compile: bool  # decode steps through torch.compile (r1/engine/compiled.py)
 
 
-# Turbo keeps the KV cache in the model's dtype: its int8 cache (a 4x smaller fp32 cache) measured
-# slower on CPU, where it costs a quantize on write and a dequantize of the whole past on every read
-# (2026-12-07, same runs: SmolLM2 batch 1 50 -> 55 tok/s and 16 different prompts 430 -> 488 with the
-# float cache; r1-tiny 941-957 -> 958-967 and 2479-2555 -> 2683-2726). LLM(..., kv_cache_dtype="int8")
-# still buys the capacity where memory, not speed, is short.
+# Turbo keeps the KV cache in the model's dtype: its int8 cache costs a quantize on write and a
+# dequantize of the whole past on every read, and measured slower on CPU at batch 1 and 16 rows
+# (docs/bench-decode.md, session 11). LLM(..., kv_cache_dtype="int8") still buys the 4x capacity
+# where memory, not speed, is short.
 PROFILES: dict[str, Profile] = {
     "base": Profile(weights=None, group_size=0, kv_cache_dtype="auto", speculative=False, compile=False),
     "turbo": Profile(weights="int4", group_size=32, kv_cache_dtype="auto", speculative=True, compile=True),
@@ -55,10 +54,10 @@ def load_for_profile(path: str | Path, profile: str, dtype: torch.dtype = torch.
         # (r1/engine/gguf_linear.py). Re-quantizing them (turbo's int8/int4) would read more bytes
         # per token, not fewer, and cost a float round trip at load. The KV cache stays float:
         # turbo's int8 cache measured no faster here (docs/bench-decode-real.md). Turbo compiles the
-        # single-row step around the block kernels (custom ops) where that pays: files under
-        # GGUF_COMPILE_MAX_BYTES (the 1.5B class: Q4_0 18.2 -> 21.7 tok/s, Q4_K_M +1-12%, for a
-        # first-request compile of ~30-70 s); an 8B Q4_0 already decodes at 86-91% of the bandwidth
-        # bound, and compiled it ran 5% slower after an 89 s compile.
+        # single-row step around the block kernels (custom ops) for files under
+        # GGUF_COMPILE_MAX_BYTES, where fusing the small ops between them pays for a first-request
+        # compile; larger files already decode near the bandwidth bound, and compiling lost there
+        # (docs/bench-decode-real.md, the 8B class).
         from r1.engine.gguf_linear import load_gguf_blocks
 
         model = load_gguf_blocks(path, dtype=dtype, device=device, progress=progress)

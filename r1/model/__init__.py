@@ -20,7 +20,7 @@ MODEL_CLASSES: dict[str, type[CausalLM]] = {
 class _MetaSkipsInit(DeviceContext):
     """Build on the meta device with nn.Module's own random initializations skipped: they are
     meaningless there, and torch runs meta normal_ through its Python references, whose first call
-    imports torch._dynamo (~1 s of every model load, measured with -X importtime)."""
+    imports torch._dynamo (a second of start-up: docs/bench-decode-real.md, session 11)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

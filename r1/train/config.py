@@ -235,7 +235,7 @@ def from_dict(cls: type[C], data: dict, prefix: str = "") -> C:
             if dataclasses.is_dataclass(default):
                 # a section given in part layers on the field's own default (GRPO's optimizer, not the
                 # OptimConfig class defaults; run.out_dir "runs/grpo"), not on its class's
-                v = merge(_init_fields(default), v)
+                v = merge(to_dict(default), v)
         kwargs[k] = _coerce(v, hints[k], prefix + k)
     try:
         return cls(**kwargs)
@@ -243,12 +243,6 @@ def from_dict(cls: type[C], data: dict, prefix: str = "") -> C:
         raise
     except (TypeError, ValueError) as e:
         raise TrainConfigError(f"{prefix or cls.__name__}: {e}") from None
-
-
-def _init_fields(obj: Any) -> dict:
-    """A dataclass instance as the nested dict from_dict would build it from (init fields only)."""
-    return {f.name: _init_fields(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v
-            for f in dataclasses.fields(obj) if f.init}
 
 
 def to_dict(cfg: Any) -> dict:
