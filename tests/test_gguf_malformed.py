@@ -17,7 +17,7 @@ from gguf import GGUFWriter
 from r1.formats.gguf_file import GGUFError, GGUFFile
 from r1.formats.gguf_io import load_gguf
 
-DEADLINE_S = 1.0  # what the parse itself may take
+DEADLINE_S = 5.0  # what the parse itself may take: generous, a loaded CI machine is slow; a hang is HANG_S
 HANG_S = 20.0  # when the child is declared hung and killed
 
 U32, I32, F32, STR, ARR, U64 = 4, 5, 6, 8, 9, 10
