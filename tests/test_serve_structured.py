@@ -198,3 +198,42 @@ def test_grammar_compilation_runs_off_the_event_loop(monkeypatch):
             post.join()
     assert health.status_code == 200
     assert got["r"].status_code == 200, got["r"].text
+
+
+def test_a_schema_too_large_to_compile_quickly_is_refused_before_compiling(monkeypatch):
+    """A 20,000-value enum (189 KB) took 4 s to compile here; it gets a 400 that names the limit, and
+    the compiler is never called (so the refusal is immediate however slow the machine)."""
+    import httpx
+
+    from r1.serve.app import create_app
+    from serve_helpers import LiveServer, tiny_engine
+
+    calls = []
+    real = GrammarCompiler._compile
+    monkeypatch.setattr(GrammarCompiler, "_compile", lambda self, g: calls.append(1) or real(self, g))
+    big = {"enum": [f"v{i}" for i in range(20000)]}
+    chat = {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": "pick one"}]}
+    with LiveServer(create_app(tiny_engine(), model_name="m")) as s:
+        r = httpx.post(s.url + "/v1/chat/completions", timeout=60, json={
+            **chat, "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": big}}})
+        assert r.status_code == 400, r.text
+        assert "64 KiB" in r.json()["error"]["message"] and r.json()["error"]["param"].startswith("response_format")
+        r = httpx.post(s.url + "/api/chat", timeout=60, json={**chat, "format": big, "stream": False})
+        assert r.status_code == 400 and "64 KiB" in r.json()["error"], r.text
+        assert not calls
+        small = {"enum": [f"v{i}" for i in range(100)]}  # under the limit: compiled and served
+        r = httpx.post(s.url + "/v1/chat/completions", timeout=120, json={
+            **chat, "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": small}}})
+        assert r.status_code == 200 and calls, r.text
+
+
+def test_forced_tools_are_bounded_together():
+    """Each tool under the limit, all of them over it: refused as a whole (a served prompt holding them
+    usually overflows the context first; the compiler bounds them anyway)."""
+    tok = r1_tokenizer()
+    g = GrammarCompiler(tok, VOCAB, [tok.eos_token_id], max_schema_bytes=4096)
+    tool = lambda i: {"type": "function", "function": {"name": f"t{i}", "parameters": {  # noqa: E731
+        "type": "object", "properties": {"v": {"enum": [f"v{j}" for j in range(200)]}}}}}
+    g.tool_calls([tool(0)])
+    with pytest.raises(GrammarError, match="tool definitions: 8 KiB of JSON"):
+        g.tool_calls([tool(i) for i in range(5)])

@@ -33,6 +33,9 @@ _LEADING_WS = "root ::= [ \\n\\t]{0,4}"
 _TAIL_TOKENS = 12
 _CACHE_STATES = 64
 _MAX_WS_RUN = 16
+# xgrammar's compile time grows faster than the schema (docs/manual.md: a 20,000-value enum took
+# seconds); it cannot be interrupted, so a schema is bounded by its size before compiling starts.
+MAX_SCHEMA_BYTES = 64 * 1024
 
 
 class GrammarError(ValueError):
@@ -51,8 +54,11 @@ class GrammarCompiler:
     vocab_size, which may exceed the tokenizer's). Compiling the vocabulary once costs ~0.1 s;
     compiled grammars are cached by xgrammar."""
 
-    def __init__(self, tokenizer, vocab_size: int, stop_token_ids: Sequence[int]) -> None:
+    def __init__(self, tokenizer, vocab_size: int, stop_token_ids: Sequence[int],
+                 max_schema_bytes: int = MAX_SCHEMA_BYTES) -> None:
         import xgrammar as xgr
+
+        self.max_schema_bytes = max_schema_bytes
 
         self.xgr = xgr
         self.tokenizer = tokenizer
@@ -78,11 +84,23 @@ class GrammarCompiler:
         # Free layout (a real model indents its JSON as it learned to), but each whitespace run is
         # bounded, so a weak model cannot spend its whole budget on blank space.
         schema = {"type": "object"} if schema is None else schema
+        text = self._sized(schema)
         try:
-            return self.xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=True,
+            return self.xgr.Grammar.from_json_schema(text, any_whitespace=True,
                                                      max_whitespace_cnt=_MAX_WS_RUN)
         except Exception as e:  # xgrammar raises RuntimeError for every unsupported/invalid schema
             raise GrammarError(f"invalid JSON schema: {_clean_error(e)}") from e
+
+    def _sized(self, schema: Any, what: str = "the JSON schema") -> str:
+        try:
+            text = json.dumps(schema)
+        except (TypeError, ValueError, RecursionError) as e:
+            raise GrammarError(f"{what} is not serializable JSON: {e}") from None
+        if len(text) > self.max_schema_bytes:
+            raise GrammarError(f"{what}: {len(text) / 1024:.0f} KiB of JSON, over this server's limit of "
+                               f"{self.max_schema_bytes / 1024:.0f} KiB for structured output (larger schemas "
+                               "take seconds to compile)")
+        return text
 
     def _with_leading_ws(self, grammar):
         return self.xgr.Grammar.concat(self.xgr.Grammar.from_ebnf(_LEADING_WS), grammar)
@@ -110,6 +128,7 @@ class GrammarCompiler:
         `parse_tool_calls` reads it back."""
         if not tools:
             raise GrammarError("tool_choice requires at least one tool")
+        self._sized(list(tools), "the tool definitions")  # together: each alone may fit, all of them not
         xgr = self.xgr
         alternatives = []
         for tool in tools:
