@@ -56,6 +56,8 @@ def shrink(recipe: dict, out_root: Path) -> dict:
                     s["generated"]["n_per_task"] = 5
                 if "chitchat" in s:
                     s["chitchat"] = 4
+                if "conversations" in s:
+                    s["conversations"]["n"] = 4
     return r
 
 
@@ -93,7 +95,10 @@ def test_recipes_run_end_to_end_and_resume(shrunk, capsys):
     assert "r1 pipeline" in card and "| final_rl |" in card
     assert (runs / "models" / "r1-tiny" / "model.safetensors").is_file()
     report = json.loads((runs / "r1" / "rejection" / "report.json").read_text())
-    assert report["totals"]["samples"] == 2 * 3 and set(report["per_task"]) == {"arithmetic"}
+    assert report["totals"]["samples"] == 2 * 3 * 2 and set(report["per_task"]) == {"arithmetic", "mixed_arithmetic"}
+    check = json.loads((runs / "r1" / "chat_check" / "eval.json").read_text())
+    assert set(check["sets"]) == {"mixed_arithmetic/d1/phrased/3turn", "chitchat/d1/3turn",
+                                  "mixed_arithmetic/d1/phrased/nothink"}
     assert [s["name"] for s in rec["stages"]] == [s.name for s in load_recipe(shrunk / "distill.yaml").stages]
 
     # run again: every stage is done under the same config, so nothing trains
@@ -123,6 +128,10 @@ def test_recipes_run_end_to_end_and_resume(shrunk, capsys):
     md = write_report(runs, shrunk / "docs").read_text()
     assert "## r1-zero" in md and "## distill" in md and "| claim | holds | numbers |" in md
     assert "R1-Zero: held-out pass@1 rises" in md and (shrunk / "docs" / "results" / "r1-zero-zero.png").is_file()
+    # the shrunk models are random: the chat claims are reported, and they fail
+    assert "| Chat: every off-domain turn (greeting, thanks, out of scope) is answered in words (chitchat/d1/3turn) | NO |" in md
+    assert "Chat: >= 90% of arithmetic turns right, greedy (mixed_arithmetic/d1/phrased/3turn) | NO |" in md
+    assert "mixed_arithmetic d1 (people's phrasing, turn 3 of a chat)" in md
 
 
 def test_bad_references_and_kinds_are_named(tmp_path):

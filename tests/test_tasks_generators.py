@@ -1,4 +1,6 @@
 """Task generators: deterministic per seed, disjoint train/test splits, difficulty knobs, traces."""
+import dataclasses
+
 import pytest
 
 from r1.tasks import GENERATED, TASKS, generate_many, get_task, split_of
@@ -36,7 +38,8 @@ def test_split_assignment_is_a_function_of_content(fam):
                 p = fam.generate(s, split, d)
                 # letters keys its split on the text (held-out words); everyone else on the id
                 key = p.id.split("|", 1)[1] if fam.NAME == "letters" else p.id
-                assert split_of(fam.NAME, key) == split
+                # a family may split in another's namespace (mixed_arithmetic in arithmetic's)
+                assert split_of(getattr(fam, "SPLIT_NAMESPACE", fam.NAME), key) == split
 
 
 def test_train_and_test_never_overlap_on_100k_samples():
@@ -50,9 +53,21 @@ def test_train_and_test_never_overlap_on_100k_samples():
     assert len(train) > 30_000 and len(test) > 30_000  # a real sample, not a handful of repeats
     assert not train & test
     for fam in FAMILIES[1:]:
-        tr = {fam.generate(s, "train", d).prompt for s in range(400) for d in range(1, 6)}
-        te = {fam.generate(s, "test", d).prompt for s in range(400) for d in range(1, 6)}
+        levels = range(1, fam.MAX_DIFFICULTY + 1)
+        tr = {fam.generate(s, "train", d).prompt for s in range(400) for d in levels}
+        te = {fam.generate(s, "test", d).prompt for s in range(400) for d in levels}
         assert tr and te and not tr & te, fam.NAME
+
+
+def test_mixed_arithmetic_test_problems_are_never_arithmetic_train_problems():
+    """The two families share one split: a chat-range test problem (e.g. 47 + 38) is not a train
+    problem of the curriculum family, in either order."""
+    mixed, arith = get_task("mixed_arithmetic"), get_task("arithmetic")
+    test = {p.id for p in (mixed.generate(s, "test") for s in range(4000))}
+    train = {arith.generate(s, "train", d).id for s in range(6000) for d in (1, 2)}
+    both = {p.id for p in (mixed.generate(s, "train") for s in range(4000))}
+    assert len(test) > 1000 and not test & train and not test & both
+    assert test & {arith.generate(s, "test", d).id for s in range(6000) for d in (1, 2)}  # it can overlap test
 
 
 def test_commutative_arithmetic_cannot_leak_across_splits():
@@ -116,7 +131,7 @@ def test_reference_answers_grade_correct_and_traces_reach_them(fam):
 @pytest.mark.parametrize("fam", FAMILIES, ids=GENERATED)
 def test_sft_completion_is_graded_correct_through_the_extractor(fam, style):
     for s in range(10):
-        p = fam.generate(s, "train", 3)
+        p = fam.generate(s, "train", min(3, fam.MAX_DIFFICULTY))
         text = sft_completion(p, fam.trace(p), style=style)
         ans = extract_answer(text, think_in_prompt=True)
         assert ans is not None and fam.grade(ans, p), text
@@ -151,3 +166,21 @@ def test_problem_validates_its_fields():
         Problem(task="t", prompt="q", answer=1)
     p = Problem(task="arithmetic", prompt="What is 1 + 1?", answer="2", meta={"op": "add"}, id="x")
     assert Problem.from_columns(**p.to_columns()) == p
+
+
+def test_mixed_arithmetic_covers_the_chat_range_and_its_traces_follow_the_operands():
+    fam = get_task("mixed_arithmetic")
+    ps = [fam.generate(s, "train") for s in range(3000)]
+    subs = [p for p in ps if p.meta["op"] == "sub"]
+    muls = [p for p in ps if p.meta["op"] == "mul"]
+    assert any(int(p.answer) < 0 for p in subs) and any(int(p.answer) >= 0 for p in subs)
+    assert {len(str(p.meta["a"])) for p in subs} == {1, 2, 3}
+    assert all(min(p.meta["a"], p.meta["b"]) < 10 for p in muls)
+    assert any(max(p.meta["a"], p.meta["b"]) >= 100 for p in muls) and any(p.meta["a"] < 10 for p in muls)
+    p128 = next(p for p in muls if p.meta["a"] >= 100 and "0" not in str(p.meta["a"]))
+    t = fam.trace(p128)
+    assert f"I need to multiply {p128.meta['a']} by {p128.meta['b']}" in t and len(t.splitlines()) >= 6
+    for p in ps[:300]:
+        assert fam.operands_followed(fam.trace(p), p), fam.trace(p)
+    wrong = dataclasses.replace(p128, meta={**p128.meta, "a": 12})
+    assert not fam.operands_followed(fam.trace(p128), wrong)

@@ -45,6 +45,18 @@ def prompt_opens_reasoning(prompt: str) -> bool:
     return tail.endswith(THINK_OPEN)
 
 
+# Closing an opened think block at once is how R1-family models are run without thinking
+# (DeepSeek-V3.1's non-thinking mode renders `<｜Assistant｜></think>`).
+EMPTY_THOUGHT = "\n" + THINK_CLOSE + "\n\n"
+
+
+def close_reasoning(prompt: str) -> str:
+    """A prompt that opened `<think>` with the block closed empty: the no-thinking mode. The server
+    renders it for `thinking: disabled` / `think: false`, and SFT teaches the model that mode on
+    the very same text."""
+    return prompt + (EMPTY_THOUGHT.lstrip("\n") if prompt.endswith("\n") else EMPTY_THOUGHT)
+
+
 def _partial_suffix(text: str, tag: str) -> int:
     """Length of the longest suffix of `text` that is a proper prefix of `tag`: the characters that
     might become the tag once more text arrives, so they must not be emitted yet."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from r1.chat.reasoning import close_reasoning
 from r1.eval.backend import Backend, Generation, as_generation, describe
 from r1.eval.metrics import k_ladder, majority_vote, mean, pass_at_k, stderr
 from r1.rewards.format import is_formatted
@@ -95,8 +96,11 @@ def render_prompt(problem: Problem, cfg: EvalConfig, backend: Backend) -> str:
         bos = getattr(getattr(backend, "tokenizer", None), "bos_token", None) or ""
         return bos + r1_zero_prompt(problem, force_think=cfg.force_think)
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    messages += problem.meta.get("history", [])  # earlier turns of a chat (r1.tasks.conversation)
     messages.append({"role": "user", "content": user_message(problem)})
     text = backend.render(messages)
+    if problem.meta.get("thinking") is False:  # the no-thinking mode, as the server renders it
+        return close_reasoning(text) if opens_thinking(text) else text
     # R1's template already ends its generation prompt in "<think>\n"; others need it added.
     if cfg.force_think and not opens_thinking(text):
         text += "<think>\n"
@@ -135,6 +139,11 @@ def grade_sample(gen: Generation, parsed: Parsed, correct: bool, problem: Proble
         "language_consistent": share is None or share >= cfg.language_threshold,
         # answered after actual reasoning, not an empty (or near-empty) think block
         "reasoned": parsed.reasoning is not None and len(parsed.reasoning.split()) >= MIN_REASONING_WORDS,
+        # families that can tell: the reasoning worked on the question's own numbers (None: not known)
+        "followed_question": (family.operands_followed(parsed.reasoning, problem)
+                              if hasattr(family, "operands_followed") and parsed.reasoning else None),
+        # the no-thinking mode leaked: a </think> (and the reasoning before it) in the answer
+        "leaked_reasoning": not think_in_prompt and "</think>" in gen.text,
         "response_tokens": n_tokens,
         "reasoning_tokens": backend.count_tokens(reasoning) if reasoning else 0,
         "finish_reason": gen.finish_reason,
@@ -191,6 +200,10 @@ def summarize(records: list[dict[str, Any]], k: int) -> dict[str, Any]:
         "reasoning_rate": mean([float(s.get("reasoned", False)) for s in samples]),
         "accuracy_reasoned": _share_correct([s for s in samples if s.get("reasoned")]),
         "accuracy_direct": _share_correct([s for s in samples if not s.get("reasoned")]),
+        # reasoned about other numbers than the question's (a misread, not a slip in the working)
+        "misread_rate": mean([float(s["followed_question"] is False) for s in samples
+                              if s.get("followed_question") is not None]),
+        "leak_rate": mean([float(s.get("leaked_reasoning", False)) for s in samples]),
         "truncation_rate": mean([float(s["finish_reason"] == "length") for s in finished]) if finished else None,
     }
 

@@ -12,13 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from r1.chat.r1_template import THINK_CLOSE, THINK_OPEN
-from r1.chat.reasoning import prompt_opens_reasoning
+from r1.chat.reasoning import close_reasoning, prompt_opens_reasoning
 from r1.chat.template import REASONING_FIELDS, ChatTemplateError
 from r1.serve.errors import APIError, bad_request
 
-# Closing an opened think block at once is how R1-family models are run without thinking
-# (DeepSeek-V3.1's non-thinking mode renders `<｜Assistant｜></think>`).
-_EMPTY_THOUGHT = "\n" + THINK_CLOSE + "\n\n"
 
 
 @dataclass
@@ -68,7 +65,7 @@ def render_chat(tokenizer, messages: Sequence[dict], tools: Sequence[dict] | Non
         raise bad_request(f"cannot render the conversation: {e}", "messages") from e
     opens = prompt_opens_reasoning(prompt)
     if thinking is False and opens:
-        prompt, opens = prompt + _EMPTY_THOUGHT.lstrip("\n") if prompt.endswith("\n") else prompt + _EMPTY_THOUGHT, False
+        prompt, opens = close_reasoning(prompt), False
     elif thinking and not opens and not prompt.rstrip().endswith(THINK_CLOSE):
         prompt, opens = prompt + THINK_OPEN + "\n", True
     return Prepared(prompt, tokenizer.encode(prompt, add_special_tokens=False), opens)

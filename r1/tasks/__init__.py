@@ -13,10 +13,13 @@ from r1.tasks.base import SPLITS, Problem, TaskFamily, generate_many, split_of
 
 TASKS: dict[str, str] = {
     "arithmetic": "r1.tasks.arithmetic",
+    "mixed_arithmetic": "r1.tasks.mixed_arithmetic",
     "countdown": "r1.tasks.countdown",
     "equations": "r1.tasks.equations",
     "letters": "r1.tasks.letters",
     "sorting": "r1.tasks.sorting",
+    # Greetings, thanks and questions out of scope: graded on being answered in words.
+    "chitchat": "r1.tasks.chitchat",
     # Problems from a user's JSONL file (GSM8K, MATH-500, AIME), graded with math-verify.
     "math": "r1.tasks.mathqa",
     # Programming problems graded by running tests in r1.sandbox (owned with the sandbox).
@@ -24,7 +27,7 @@ TASKS: dict[str, str] = {
 }
 
 # Families that `generate` problems (the others load them from files).
-GENERATED: tuple[str, ...] = ("arithmetic", "countdown", "equations", "letters", "sorting")
+GENERATED: tuple[str, ...] = ("arithmetic", "mixed_arithmetic", "countdown", "equations", "letters", "sorting")
 
 
 def get_task(name: str) -> ModuleType:

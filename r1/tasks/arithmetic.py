@@ -7,6 +7,7 @@ from 2x1 digits (d=1) to 4x3 digits (d=5).
 from __future__ import annotations
 
 import random
+import re
 from fractions import Fraction
 
 from r1.tasks.base import Problem, check_args, draw_in_split
@@ -57,6 +58,14 @@ def grade(answer: str, problem: Problem) -> bool:
 def answer_key(answer: str, problem: Problem) -> str | None:
     v = single_number(answer)
     return None if v is None else format_number(v)
+
+
+def operands_followed(reasoning: str, problem: Problem) -> bool:
+    """Whether the reasoning works on the question's numbers: its first two numbers are the two
+    operands, in either order. A model that reads "128 times 7" as 12 * 78 reasons correctly about
+    the wrong problem; the eval counts that apart from slips in the working."""
+    found = [int(n) for n in re.findall(r"\d+", reasoning)[:2]]
+    return sorted(found) == sorted((problem.meta["a"], problem.meta["b"]))
 
 
 def _digits(n: int) -> list[int]:

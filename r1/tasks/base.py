@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, TypeVar, runtime_checkable
 
 SPLITS: tuple[str, ...] = ("train", "test")
 # One problem in eight goes to test. Small enough that training sees most of the space, large
@@ -106,6 +106,15 @@ def draw_in_split(task: str, seed: int, split: str, difficulty: int,
             return key, payload
     raise RuntimeError(f"{task}: no {split} problem found in {MAX_DRAWS} draws at difficulty "
                        f"{difficulty}; the problem space is too small for a train/test split")
+
+
+def levels_of(family: Any, difficulties: Sequence[int]) -> tuple[int, ...]:
+    """The levels among `difficulties` that `family` has. One list can then serve several families
+    (`[1, 2]` for arithmetic and the one-level mixed_arithmetic); a family with none of them is an error."""
+    levels = tuple(d for d in difficulties if d <= family.MAX_DIFFICULTY)
+    if not levels:
+        raise ValueError(f"{family.NAME} has difficulties 1..{family.MAX_DIFFICULTY}, none of {list(difficulties)}")
+    return levels
 
 
 def answer_key(family: object, answer: str, problem: Problem) -> str | None:

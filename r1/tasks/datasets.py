@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from r1.tasks import get_task
-from r1.tasks.base import Problem
+from r1.tasks.base import Problem, levels_of
 from r1.tasks.prompting import STYLES, r1_zero_prompt, sft_completion, user_message
 
 
@@ -52,7 +52,7 @@ def rl_records(task: str, n: int, seed: int = 0, split: str = "train", difficult
     if style not in STYLES:
         raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     fam = get_task(task)
-    levels = (difficulty,) if isinstance(difficulty, int) else tuple(difficulty)
+    levels = (difficulty,) if isinstance(difficulty, int) else levels_of(fam, difficulty)
     rng = random.Random(f"{task}:{seed}")
     out = []
     for i in range(n):
@@ -86,8 +86,9 @@ def pretraining_text(tasks: list[str], n_per_task: int, seed: int = 0, difficult
     train split is used, so held-out test problems never leak into pretraining."""
     for task in tasks:
         fam = get_task(task)
+        levels = levels_of(fam, difficulties)
         for i in range(n_per_task):
-            p = fam.generate(seed + i, "train", difficulties[i % len(difficulties)])
+            p = fam.generate(seed + i, "train", levels[i % len(levels)])
             yield f"Question: {p.prompt}\nSolution: {fam.trace(p)}\nAnswer: {p.answer}\n"
 
 
@@ -109,7 +110,8 @@ def base_corpus(tasks: list[str], n_per_task: int, seed: int = 0, difficulties: 
     for i in range(n_per_task):
         for task in tasks:  # interleaved, so any prefix of the corpus covers every family
             fam = get_task(task)
-            p = fam.generate(seed + i, "train", difficulties[i % len(difficulties)])
+            levels = levels_of(fam, difficulties)
+            p = fam.generate(seed + i, "train", levels[i % len(levels)])
             q = random_phrasing(p, rng, p_canonical)
             prompt = r1_zero_prompt(q, force_think=False)
             if rng.random() >= preamble_share:

@@ -63,11 +63,14 @@ TEMPLATES: dict[str, list[str]] = {
 }
 
 
+TEMPLATES["mixed_arithmetic"] = TEMPLATES["arithmetic"]
+
+
 def _fields(problem: Problem) -> dict[str, str] | None:
     """The template fields of a problem, or None when only the canonical sentence fits."""
     m = problem.meta
     f = {"canonical": problem.prompt}
-    if problem.task == "arithmetic":
+    if problem.task in ("arithmetic", "mixed_arithmetic"):
         word, sym, verb = _OP_WORDS[m["op"]]
         f.update(a=str(m["a"]), b=str(m["b"]), word=word, sym=sym, verb_phrase=verb.format(a=m["a"], b=m["b"]))
     elif problem.task == "countdown":

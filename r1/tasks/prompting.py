@@ -34,8 +34,9 @@ def is_math_like(problem: Problem) -> bool:
 
 
 def user_message(problem: Problem) -> str:
-    """The user turn for the chat format: the question, then the math instruction if it applies."""
-    if is_math_like(problem):
+    """The user turn for the chat format: the question, then the math instruction if it applies
+    (not when `meta["instruction"]` is False: a chat question typed as people do)."""
+    if is_math_like(problem) and problem.meta.get("instruction", True):
         return f"{problem.prompt}\n{MATH_INSTRUCTION}"
     return problem.prompt
 

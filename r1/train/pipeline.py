@@ -56,6 +56,18 @@ class EvalSet:
     task: str
     difficulty: int = 1
     p_canonical: float = 1.0  # < 1: some questions asked in people's words (r1.tasks.phrasing)
+    turns: int = 1  # > 1: each question is the last turn of a chat of this many (r1.tasks.conversation)
+    thinking: bool = True  # False: asked in the no-thinking mode (the think block closed empty)
+
+    def __post_init__(self) -> None:
+        if self.turns < 1:
+            raise TrainConfigError(f"eval set {self.task}: turns must be >= 1, got {self.turns}")
+
+    @property
+    def key(self) -> str:
+        """The set's name in reports: task/d1, then /phrased, /3turn, /nothink as they apply."""
+        return (f"{self.task}/d{self.difficulty}" + ("" if self.p_canonical >= 1 else "/phrased")
+                + ("" if self.turns == 1 else f"/{self.turns}turn") + ("" if self.thinking else "/nothink"))
 
 
 @dataclass
@@ -192,6 +204,7 @@ def evaluate(model: str | Path, suite: EvalSuite, out: Path | None = None, backe
 
     from r1.eval import EngineBackend, EvalConfig, run_eval
     from r1.tasks import generate_many, get_task
+    from r1.tasks.conversation import in_conversation
     from r1.tasks.phrasing import random_phrasing
 
     backend = backend or EngineBackend(model, batch_size=suite.batch_size * suite.k)
@@ -205,8 +218,14 @@ def evaluate(model: str | Path, suite: EvalSuite, out: Path | None = None, backe
         if s.p_canonical < 1:
             rng = random.Random(f"eval:{s.task}:{suite.seed}")
             problems = [random_phrasing(p, rng, s.p_canonical) for p in problems]
+        if s.turns > 1:
+            rng = random.Random(f"eval:chat:{s.task}:{suite.seed}")
+            problems = [in_conversation(p, rng, s.turns, suite.seed * 100_003 + i) for i, p in enumerate(problems)]
+        if not s.thinking:  # asked as a chat user would, without R1's reasoning instruction
+            problems = [dataclasses.replace(p, meta={**p.meta, "thinking": False, "instruction": False})
+                        for p in problems]
         result = run_eval(backend, ecfg, problems=problems)
-        key = f"{s.task}/d{s.difficulty}" + ("" if s.p_canonical >= 1 else "/phrased")
+        key = s.key
         per_set[key] = result["metrics"]
         # problem id -> pass@1, so two models evaluated on the same problems compare pair by pair
         per_problem[key] = {r["id"]: r["pass@1"] for r in result["problems"]}
@@ -221,7 +240,7 @@ def evaluate(model: str | Path, suite: EvalSuite, out: Path | None = None, backe
 
 def weighted_means(per_set: dict[str, dict]) -> dict[str, float | None]:
     keys = ("pass@1", "cons@k", "format_rate", "language_consistency_rate", "mean_response_tokens",
-            "reasoning_rate", "accuracy_reasoned", "accuracy_direct", "truncation_rate")
+            "reasoning_rate", "accuracy_reasoned", "accuracy_direct", "misread_rate", "leak_rate", "truncation_rate")
     out: dict[str, float | None] = {}
     for k in keys:
         pairs = [(m[k], m["n_samples"]) for m in per_set.values() if m.get(k) is not None]

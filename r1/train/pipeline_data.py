@@ -6,6 +6,8 @@ Sources (any number, each a mapping with one kind key):
       (`<think>` reasoning, then the answer summary)
   {file: PATH, limit: N}          records of an earlier stage (e.g. "@rejection") or any JSONL
   {chitchat: N}                   non-reasoning chat turns (r1.tasks.chitchat)
+  {conversations: {n, seed, tasks, max_turns, p_chitchat, p_no_think, p_canonical, instruction_share}}
+      1-3 turn chats in people's words, some in the no-thinking mode (r1.tasks.conversation)
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 from r1.fileio import atomic_write_text
 from r1.train.config import TrainConfigError
 
-SOURCE_KINDS = ("generated", "file", "chitchat")
+SOURCE_KINDS = ("generated", "file", "chitchat", "conversations")
 
 
 @dataclass
@@ -56,6 +58,17 @@ def _source(s: dict[str, Any]) -> list[dict]:
 
     if "generated" in s:
         return generated_records(**s["generated"])
+    if "conversations" in s:
+        from r1.tasks.conversation import ChatMix, conversation_records
+
+        c = dict(s["conversations"])
+        n, seed = int(c.pop("n")), int(c.pop("seed", 0))
+        if "tasks" in c:
+            c["tasks"] = tuple(c["tasks"])
+        try:
+            return conversation_records(n, seed, ChatMix(**c))
+        except (TypeError, ValueError, KeyError) as e:
+            raise TrainConfigError(f"mix source conversations: {e}") from None
     if "file" in s:
         recs = read_jsonl(s["file"])
         return list(itertools.islice(recs, s["limit"]) if s.get("limit") else recs)

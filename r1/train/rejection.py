@@ -60,13 +60,15 @@ class RejectionConfig:
 
 def _problems(cfg: RejectionConfig, task: str) -> list:
     from r1.tasks import get_task
+    from r1.tasks.base import levels_of
     from r1.tasks.phrasing import random_phrasing
 
     fam = get_task(task)
+    levels = levels_of(fam, cfg.difficulties)
     rng = random.Random(f"rejection:{task}:{cfg.seed}")
     out = []
     for i in range(cfg.n_per_task):
-        p = fam.generate(cfg.seed + i, "train", cfg.difficulties[i % len(cfg.difficulties)])
+        p = fam.generate(cfg.seed + i, "train", levels[i % len(levels)])
         out.append(random_phrasing(p, rng, cfg.p_canonical))
     return out
 

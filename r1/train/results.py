@@ -18,7 +18,15 @@ REPRO = "r1-zero-repro"  # a second run of recipes/r1-zero.yaml (`--out runs/r1-
 COLUMNS = [("pass@1", "pass@1", "{:.3f}"), ("cons@8", "cons@k", "{:.3f}"), ("format", "format_rate", "{:.3f}"),
            ("language", "language_consistency_rate", "{:.3f}"), ("reasons", "reasoning_rate", "{:.2f}"),
            ("acc. reasoned", "accuracy_reasoned", "{:.3f}"), ("acc. direct", "accuracy_direct", "{:.3f}"),
-           ("length", "mean_response_tokens", "{:.0f}")]
+           ("misread", "misread_rate", "{:.3f}"), ("length", "mean_response_tokens", "{:.0f}")]
+
+
+def set_label(s: dict) -> str:
+    """An eval set in words, from its recorded config (older records lack turns / thinking)."""
+    notes = ([] if s["p_canonical"] >= 1 else ["people's phrasing"]) + \
+        ([] if s.get("turns", 1) == 1 else [f"turn {s['turns']} of a chat"]) + \
+        ([] if s.get("thinking", True) else ["thinking off"])
+    return f"{s['task']} d{s['difficulty']}" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -129,6 +137,7 @@ def claims(runs: dict) -> list[tuple[str, bool | None, str]]:
         out.append(("R1: format compliance >= 99%", a["format_rate"] >= 0.99, f"{a['format_rate']:.4f}"))
         out.append(("R1: language consistency >= 99%", a["language_consistency_rate"] >= 0.99,
                     f"{a['language_consistency_rate']:.4f}"))
+    out += chat_claims(runs)
     sft_student = next((s for s in runs.get("distill", {}).get("stages", []) if s["name"] == "student_sft"
                         and s.get("eval_doc")), None)
     rl_student = next((s for s in runs.get("distill", {}).get("stages", []) if s["name"] == "student_rl"
@@ -160,6 +169,29 @@ def claims(runs: dict) -> list[tuple[str, bool | None, str]]:
         out.append(("Time: the full r1 recipe (including r1-zero) finishes in <= 60 minutes", total <= 60 * 60,
                     f"{total / 60:.1f} min (r1 stages {runs['r1']['total_s'] / 60:.1f} min + the r1-zero run they "
                     "were trained from)"))
+    return out
+
+
+def chat_claims(runs: dict) -> list[tuple[str, bool | None, str]]:
+    """The newcomer's check of the shipped model (stage chat_check: greedy, held-out, chats)."""
+    check = next((s for s in runs.get("r1", {}).get("stages", []) if s["name"] == "chat_check"
+                  and s.get("eval_doc")), None)
+    if not check:
+        return []
+    out = []
+    for key, m in check["eval_doc"]["sets"].items():
+        n = m["n_problems"]
+        if key.startswith("chitchat") and "/nothink" not in key:
+            out.append((f"Chat: every off-domain turn (greeting, thanks, out of scope) is answered in words ({key})",
+                        m["pass@1"] == 1.0, f"{round(m['pass@1'] * n)} of {n}"))
+        elif "/nothink" in key:
+            out.append((f"Thinking off: no reasoning leaks into the answer ({key}; its accuracy is reported, "
+                        "not claimed)", m["leak_rate"] == 0.0,
+                        f"leaked {round(m['leak_rate'] * n)} of {n}; pass@1 {m['pass@1']:.3f}"))
+        else:
+            out.append((f"Chat: >= 90% of arithmetic turns right, greedy ({key})", m["pass@1"] >= 0.9,
+                        f"{round(m['pass@1'] * n)} of {n} ({m['pass@1']:.3f}); reasoned about other numbers: "
+                        f"{_fmt(m.get('misread_rate'), '{:.3f}')}"))
     return out
 
 
@@ -198,8 +230,7 @@ def render(runs: dict, docs: Path) -> str:
         suite = next((s["eval_doc"]["suite"] for s in rec["stages"] if s.get("eval_doc")), None)
         lines += [f"## {name}", "", f"Recipe `{rec['path']}`; stage time total {rec['total_s'] / 60:.1f} min.", ""]
         if suite:
-            sets = ", ".join(f"{s['task']} d{s['difficulty']}" + ("" if s["p_canonical"] >= 1 else " (people's phrasing)")
-                             for s in suite["sets"])
+            sets = ", ".join(set_label(s) for s in suite["sets"])
             lines += [f"Held-out eval: test split, {suite['limit']} problems per set ({sets}), k={suite['k']} samples "
                       f"at temperature {suite['temperature']}, top-p {suite['top_p']}, max {suite['max_tokens']} tokens; "
                       "the prompt template of each stage's eval is in the table.", ""]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from r1.chat.r1_template import THINK_OPEN
+from r1.chat.reasoning import close_reasoning, prompt_opens_reasoning
 from r1.train.config import DistConfig, ModelSpec, OptimConfig, RunConfig, TrainConfigError
 from r1.train.data import DataError
 from r1.train.fp8 import Fp8Config
@@ -144,6 +145,8 @@ def render_example(tokenizer, rec: dict, style: str = "chat", assistant_turns: s
                 raise DataError("assistant turns with tool_calls are not supported as SFT targets; "
                                 "put the call text in the content or drop the record")
             prompt = tokenizer.apply_chat_template(conv[:i], add_generation_prompt=True)
+            if rec.get("thinking") is False and prompt_opens_reasoning(prompt):
+                prompt = close_reasoning(prompt)  # the no-thinking mode, rendered as the server renders it
             pairs.append((prompt, _target_text(prompt, _text(conv[i].get("content")))))
     out = []
     for prompt, target in pairs:
