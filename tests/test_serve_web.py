@@ -96,8 +96,29 @@ def test_page_asks_for_the_api_key(browser):
         page = browser.new_page()
         page.goto(s.url + "/")
         page.locator("#key-field").wait_for(state="visible", timeout=10_000)  # shown once the page reads /config
-        page.wait_for_function("document.querySelector('#status').textContent.includes('API key')")
+        notice = page.locator("#key-needed")
+        notice.wait_for(state="visible", timeout=10_000)  # asked plainly, where the chat would be
+        assert "API key" in notice.inner_text() and "--api-key" in notice.inner_text()
         page.fill("#api-key", "sekret")
         page.locator("#api-key").dispatch_event("change")
         page.wait_for_function("document.querySelector('#model').options.length > 0")
+        notice.wait_for(state="hidden", timeout=10_000)
+        page.close()
+
+
+def test_page_says_what_the_model_is_for_and_offers_its_examples(browser, tmp_path):
+    import json
+
+    from serve_helpers import save_tiny_model_dir
+
+    folder = save_tiny_model_dir(tmp_path / "r1-tiny")
+    (folder / "card.json").write_text(json.dumps({"about": "Trained here for arithmetic.",
+                                                  "examples": ["What is 347 + 858?"]}))
+    with LiveServer(create_app(str(folder), model_name="r1-tiny", default_max_tokens=8)) as s:
+        page = browser.new_page()
+        page.goto(s.url + "/")
+        page.locator("#empty").get_by_text("Trained here for arithmetic.").wait_for(timeout=10_000)
+        page.wait_for_function("document.querySelector('#model').options.length > 0", timeout=60_000)
+        page.locator("button.example").click()
+        page.locator(".msg.user").get_by_text("What is 347 + 858?").wait_for(timeout=10_000)
         page.close()

@@ -188,7 +188,11 @@ def create_app(engine_or_model_path: LLMEngine | str | Path, *, tokenizer=None, 
     async def page_config():
         # what the page needs to know before its first API call
         return {"auth": bool(keys), "model": st.info.name, "thinking": bool(st.capabilities.get("thinking"))
-                if st.tokenizer is not None else False}
+                if st.tokenizer is not None else False, "about": st.info.about, "examples": st.info.examples}
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():  # browsers ask for it whatever the page links
+        return FileResponse(WEB_DIR / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

@@ -3,6 +3,7 @@ API front ends share: admit -> stream choices -> account, with disconnects turne
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -36,6 +37,27 @@ class ModelInfo:
     size_bytes: int = 0
     context_length: int = 0
     created: int = field(default_factory=lambda: int(time.time()))
+    about: str = ""  # what the model is for, from its card (card.json beside the weights), shown by the page
+    examples: list[str] = field(default_factory=list)  # prompts its card suggests
+
+
+def read_card(path: str | Path) -> tuple[str, list[str]]:
+    """(about, examples) from the card.json an `export` stage writes into a model folder; ("", [])
+    when there is none, and a warning, not a failure, when it is unreadable (the model still serves)."""
+    from r1.train.export import CARD_FILE
+
+    f = Path(path) / CARD_FILE
+    if not f.is_file():
+        return "", []
+    try:
+        card = json.loads(f.read_text(encoding="utf-8"))
+        about, examples = card.get("about", ""), card.get("examples", [])
+        if not isinstance(about, str) or not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
+            raise ValueError("'about' must be a string and 'examples' a list of strings")
+        return about, examples[:8]
+    except (OSError, ValueError, AttributeError) as e:
+        log.warning("%s: ignored (%s)", f, e)
+        return "", []
 
 
 class ServerState:
@@ -55,6 +77,8 @@ class ServerState:
             model_name = Path(source).name if isinstance(source, (str, Path)) else "r1"
             model_name = model_name.removesuffix(".gguf")
         self.info = ModelInfo(name=model_name, path=str(source) if isinstance(source, (str, Path)) else None)
+        if self.info.path:
+            self.info.about, self.info.examples = read_card(self.info.path)
         self.engine: AsyncEngine | None = None
         self.load_error: str | None = None
         self.metrics = ServerMetrics(lambda: self.engine.snapshot if self.engine else None)

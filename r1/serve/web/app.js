@@ -47,13 +47,47 @@ async function loadConfig() {
   $("key-field").hidden = !state.config.auth;
   $("api-key").value = localStorage.getItem("r1-api-key") || "";
   $("think").parentElement.hidden = !state.config.thinking;
+  showEmpty();
   await loadModels();
+}
+
+// The empty chat says what the model is for (its card, when it has one) and offers its examples.
+function showEmpty() {
+  const box = document.createElement("div");
+  box.className = "empty";
+  box.id = "empty";
+  const about = document.createElement("p");
+  about.textContent = state.config.about
+    ? `${state.config.model}: ${state.config.about}`
+    : "Ask anything. The model's thinking appears folded above its answer.";
+  box.appendChild(about);
+  const examples = document.createElement("div");
+  examples.className = "examples";
+  for (const text of state.config.examples || []) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "ghost example";
+    b.textContent = text;
+    b.addEventListener("click", () => { if (!state.controller) send(text); });
+    examples.appendChild(b);
+  }
+  box.appendChild(examples);
+  $("messages").replaceChildren(box);
+}
+
+// Ask for the key plainly, where the chat would be, while the server refuses us without one.
+function needKey(needed) {
+  $("key-needed").hidden = !needed;
+  $("api-key").classList.toggle("wanted", needed);
+  if (needed) $("api-key").focus();
 }
 
 async function loadModels() {
   const select = $("model");
   try {
     const r = await fetch("/v1/models", { headers: headers() });
+    needKey(r.status === 401);
+    if (r.status === 401) { select.innerHTML = ""; setStatus(""); return; }
     if (!r.ok) throw new Error((await r.json()).error?.message || r.statusText);
     const data = await r.json();
     select.innerHTML = "";
@@ -146,6 +180,7 @@ async function send(text) {
       method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal,
     });
     if (!r.ok) {
+      if (r.status === 401) needKey(true);
       const err = await r.json().catch(() => ({}));
       throw new Error(err.error?.message || `${r.status} ${r.statusText}`);
     }
@@ -217,7 +252,7 @@ $("stop").addEventListener("click", () => state.controller?.abort());
 $("new-chat").addEventListener("click", () => {
   state.controller?.abort();
   state.history = [];
-  $("messages").innerHTML = '<div class="empty" id="empty">Ask anything. The model\'s thinking appears folded above its answer.</div>';
+  showEmpty();
 });
 $("api-key").addEventListener("change", () => {
   localStorage.setItem("r1-api-key", $("api-key").value.trim());
