@@ -72,6 +72,23 @@ def test_markdown_is_rendered_and_html_escaped(browser):
         page.close()
 
 
+def test_math_is_typeset_and_code_is_left_alone(browser):
+    app = create_app(tiny_engine(), model_name="r1-tiny")
+    with LiveServer(app) as s:
+        page = browser.new_page()
+        page.goto(s.url + "/")
+        page.evaluate("""() => { const d = document.createElement('div'); d.id = 'probe'; d.className = 'answer';
+            d.innerHTML = renderMarkdown('The answer is \\\\boxed{83}, and $x^2$ with \\\\[\\\\frac{1}{2}\\\\] '
+              + 'costs $5 and $10. `echo $HOME$`');
+            document.body.appendChild(d); }""")
+        probe = page.locator("#probe")
+        assert probe.locator(".katex").count() == 3  # boxed, inline, display
+        text = probe.inner_text()
+        assert "\\boxed" not in text and "83" in text and "costs $5 and $10" in text
+        assert probe.locator("code").inner_text() == "echo $HOME$"
+        page.close()
+
+
 def test_stop_button_aborts_the_request(browser):
     app = create_app(tiny_engine(), model_name="r1-tiny")  # no budget: it would think for ~1000 tokens
     with LiveServer(app) as s:

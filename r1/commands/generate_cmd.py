@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from r1.commands.answer_display import AnswerPrinter
 from r1.commands.common import parse_dtype, resolve_model
 from r1.engine.engine import ModelOutputError
 from r1.engine.respond import respond
@@ -62,6 +63,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     streaming = not args.json
 
+    answer = AnswerPrinter(console)
+
     def on_delta(r: str, c: str) -> None:
         if r and args.show_thinking:
             console.print(Text(r, style="dim"), end="")
@@ -69,11 +72,12 @@ def run_cmd(args: argparse.Namespace) -> int:
             if args.show_thinking and not on_delta.answer_started:
                 console.print()
             on_delta.answer_started = True
-            console.print(c, end="", markup=False)
+            answer.feed(c)
 
     on_delta.answer_started = False
     try:
         turn = respond(llm, messages, _params(args), raw=args.raw, on_delta=on_delta if streaming else None)
+        answer.close()
     except ModelOutputError:
         raise  # the model is broken, not the request: r1's one-line error, exit 1
     except ValueError as e:  # the request does not fit (context, vocabulary): say so, no traceback
@@ -126,6 +130,7 @@ def _chat_turn(llm, history: list[dict], params: SamplingParams, console: Consol
     when the answer starts, then the answer. Appends the answer to history; returns the reasoning."""
     tok = llm.tokenizer
     thinking = Text(style="dim")
+    answer = AnswerPrinter(console)
     live = Live(thinking, console=console, transient=True, refresh_per_second=8)
     state = {"answering": False, "t0": time.perf_counter()}
 
@@ -145,13 +150,14 @@ def _chat_turn(llm, history: list[dict], params: SamplingParams, console: Consol
                 live.stop()
                 fold(thinking.plain, len(tok.encode(thinking.plain)) if thinking.plain.strip() else None)
                 state["answering"] = True
-            console.print(c, end="", markup=False)
+            answer.feed(c)
 
     live.start()
     try:
         turn = respond(llm, history, params, on_delta=on_delta, should_stop=stopped.is_set)
     finally:
         live.stop()
+        answer.close()
     if not state["answering"]:
         fold(turn.reasoning, turn.reasoning_tokens or len(tok.encode(turn.reasoning)))
     console.print()

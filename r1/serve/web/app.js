@@ -26,7 +26,44 @@ marked.use({
     },
   },
 });
-const renderMarkdown = (text) => marked.parse(text);
+// Math: TeX between $$..$$ / \[..\] (display) or \(..\) / $..$ (inline), and a bare \boxed{..}
+// (what R1 ends its answers with), is set aside before markdown, so marked cannot mangle the
+// backslashes, then typeset by KaTeX (vendored). A formula KaTeX cannot parse is shown as its TeX.
+function boxedEnd(text, start) {  // index after the brace that closes the \boxed{ at `start`, or -1
+  let depth = 0;
+  for (let i = text.indexOf("{", start); i < text.length; i++) {
+    if (text[i] === "{") depth++;
+    else if (text[i] === "}" && --depth === 0) return i + 1;
+  }
+  return -1;
+}
+const MATH = /\$\$([\s\S]+?)\$\$|\\\[([\s\S]+?)\\\]|\\\(([\s\S]+?)\\\)|\$(?=\S)([^$\n]*?\S)\$(?!\d)/g;
+function renderMarkdown(text) {
+  const math = [];
+  const keep = (tex, display) => `@@MATH${math.push({ tex, display }) - 1}@@`;
+  const prose = (part) => {  // math only outside code: `$HOME` or a regex's \( in code stay as typed
+    let out = part.replace(MATH, (m, d1, d2, i1, i2) => keep(d1 ?? d2 ?? i1 ?? i2, d1 !== undefined || d2 !== undefined));
+    for (let i = out.indexOf("\\boxed{"); i >= 0; i = out.indexOf("\\boxed{", i)) {
+      const end = boxedEnd(out, i);
+      if (end < 0) break;  // still streaming: the brace has not closed yet
+      const slot = keep(out.slice(i, end), false);
+      out = out.slice(0, i) + slot + out.slice(end);
+      i += slot.length;
+    }
+    return out;
+  };
+  const src = text.split(/(```[\s\S]*?(?:```|$)|`[^`\n]*`)/).map((part, j) => (j % 2 ? part : prose(part))).join("");
+  const html = marked.parse(src);
+  return html.replace(/@@MATH(\d+)@@/g, (m, k) => {
+    const { tex, display } = math[Number(k)];
+    if (typeof katex === "undefined") return escapeHtml(tex);
+    try {
+      return katex.renderToString(tex, { displayMode: display, throwOnError: true, output: "html" });
+    } catch (e) {
+      return `<code>${escapeHtml(tex)}</code>`;
+    }
+  });
+}
 
 function headers() {
   const h = { "Content-Type": "application/json" };
