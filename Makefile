@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # drags in a different (CUDA) torch build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test install install-test bench screenshots clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGG
 bench: install-test
 	$(BIN)/pip install -q $(TORCH) -e ".[bench]"
 	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q --no-cache-dir llama-cpp-python==0.3.36
+
+# docs/serve-chat*.png: the chat page with the embedded default answering (needs Debian's chromium)
+screenshots: install-test
+	$(BIN)/python tools/screenshots.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

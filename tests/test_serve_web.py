@@ -11,7 +11,6 @@ from serve_helpers import LiveServer, tiny_engine, wait_until
 
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")]
 
 
@@ -23,7 +22,7 @@ def browser():
         b.close()
 
 
-def test_chat_page_streams_thinking_then_answer(browser):
+def test_chat_page_streams_thinking_then_answer(browser, tmp_path):
     # the random model never closes its think block by itself: the server's default thinking
     # budget closes it, as a deployment would bound an R1 model's thinking
     app = create_app(tiny_engine(), model_name="r1-tiny", default_thinking_budget=60, default_max_tokens=140)
@@ -44,8 +43,7 @@ def test_chat_page_streams_thinking_then_answer(browser):
             time.sleep(0.05)
         assert len(set(sizes)) >= 3, sizes
         assert page.locator("#stop").is_visible()
-        DOCS.mkdir(exist_ok=True)
-        page.screenshot(path=str(DOCS / "serve-chat-streaming.png"))
+        page.screenshot(path=str(tmp_path / "streaming.png"))  # tests never write into the repository
         page.wait_for_function("!document.querySelector('#send').hidden", timeout=120_000)
         details = page.locator("details.thinking")
         assert details.get_attribute("open") is None  # folded once the answer is there
@@ -56,7 +54,7 @@ def test_chat_page_streams_thinking_then_answer(browser):
         assert details.bounding_box()["y"] < answer.bounding_box()["y"]
         page.locator("details.thinking summary").click()  # one click unfolds it
         assert details.get_attribute("open") is not None
-        page.screenshot(path=str(DOCS / "serve-chat.png"))
+        page.screenshot(path=str(tmp_path / "unfolded.png"))
         page.close()
 
 
