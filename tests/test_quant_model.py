@@ -13,7 +13,8 @@ import r1
 from r1.commands import quantize_cmd
 from r1.config import preset
 from r1.engine.quant import DEFAULT_SKIP, QuantLinear, is_quantized, quantize_model
-from r1.engine.quant_io import DEEPSEEK_FP8_CONFIG, load_quantized, save_quantized
+from r1.engine.quant_io import (DEEPSEEK_FP8_CONFIG, dequantize_embedding, load_quantized, quantize_embedding,
+                                save_quantized)
 from r1.formats.safetensors_io import FormatError
 from r1.model import build_model
 from r1.model.cache import KVCache
@@ -161,7 +162,7 @@ def test_int4_checkpoint_layout(models, tmp_path):
     quantize_model(q, "int4", 64)
     save_quantized(q, tmp_path / "q")
     qc = json.loads((tmp_path / "q" / "config.json").read_text())["quantization_config"]
-    assert qc == {"quant_method": "r1", "format_version": 1, "scheme": "int4", "group_size": 64,
+    assert qc == {"quant_method": "r1", "format_version": 2, "scheme": "int4", "group_size": 64,
                   "schemes": {"int4": 14}, "modules_not_converted": ["lm_head"]}
     with safe_open(str(tmp_path / "q" / "model.safetensors"), "pt") as f:
         assert f.get_tensor("model.layers.0.mlp.down_proj.qweight").shape == (64, 64)  # (N, K/2) uint8
@@ -229,6 +230,9 @@ def test_cli_quantize_roundtrip_and_tokenizer_files(models, tmp_path, capsys):
     quantize_model(mem, "int4", 32, skip=DEFAULT_SKIP + ("*.down_proj",))
     assert type(back.model.layers[0].mlp.down_proj) is nn.Linear
     with torch.no_grad():
+        assert not torch.equal(back(ids()), mem(ids()))  # the CLI stores the embedding as int8 groups too
+        table = mem.model.embed_tokens.weight
+        table.copy_(dequantize_embedding(*quantize_embedding(table).values(), "mem"))
         assert torch.equal(back(ids()), mem(ids()))
 
 
@@ -270,3 +274,30 @@ def test_r1_load_model_routes_quantized_folders_and_save_model_refuses_them(tmp_
     ids = torch.randint(0, 512, (1, 6))
     with torch.no_grad():
         assert torch.equal(back(ids), m(ids))
+
+
+def test_a_version_1_checkpoint_still_loads(models, tmp_path):
+    q = copy.deepcopy(models["tiny-llama"])
+    quantize_model(q, "int4", 32)
+    out = save_quantized(q, tmp_path / "q")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["quantization_config"]["format_version"] = 1
+    (out / "config.json").write_text(json.dumps(cfg))
+    ids = torch.randint(0, 256, (1, 7))
+    with torch.no_grad():
+        assert torch.equal(load_quantized(out)(ids), q(ids))
+
+
+def test_quantized_embedding_is_q8_0_exact_and_close_for_floats():
+    torch.manual_seed(0)
+    d = (torch.rand(50, 4) * 0.05).half().float()  # a Q8_0 table: f16 scales times int8 codes, max code 127
+    codes = torch.randint(-127, 128, (50, 4, 32))
+    codes[..., 0] = 127
+    table = (codes.float() * d[..., None]).reshape(50, 128)
+    packed = quantize_embedding(table)
+    assert packed["qweight"].dtype == torch.int8 and packed["scales"].dtype == torch.float16
+    assert torch.equal(dequantize_embedding(packed["qweight"], packed["scales"], "t"), table)
+    w = torch.randn(50, 128)
+    back = dequantize_embedding(*quantize_embedding(w).values(), "t")
+    assert (back - w).abs().max() <= w.abs().max() / 127  # half a step of the coarsest group, at most
+    assert not torch.equal(back, w)

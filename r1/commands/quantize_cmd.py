@@ -5,7 +5,9 @@ Q4_K) are carried over exactly when the target is int4 with group 32 (they are g
 --dtype is float32 (other dtypes round their scales); other layers, and every other scheme or group size,
 are quantized from the float weights. OUT is a folder (config.json with a
 quantization_config, safetensors, the tokenizer files), written atomically; load it with
-`r1.engine.quant_io.load_quantized`. FP8 output is DeepSeek's release layout, which `r1.load_model` reads too.
+`r1.engine.quant_io.load_quantized`. For int4 and int8 the token embedding is stored as int8 in groups of
+32, as llama.cpp's 4-bit files keep it (Q8_0), and int4 scales that are float16 in the source stay float16:
+an int4 copy of a 4-bit GGUF file is no larger than the file. FP8 output is DeepSeek's release layout, which `r1.load_model` reads too.
 """
 from __future__ import annotations
 
@@ -57,7 +59,11 @@ def quantize_cmd(args: argparse.Namespace) -> int:
     except ValueError as e:  # bad group size, malformed weights, checkpoint errors: one clear line
         raise SystemExit(f"r1 quantize: {e}")
     files = tokenizer_files(src)
-    save_quantized(model, out, extra_files=files)
+    embedding = args.scheme in ("int4", "int8") and not args.keep_embedding_float
+    try:
+        save_quantized(model, out, extra_files=files, embedding=embedding)
+    except ValueError as e:  # an embedding float16 cannot scale: say so, suggest the flag
+        raise SystemExit(f"r1 quantize: {e} (pass --keep-embedding-float)")
     counts = Counter(m.scheme for m in quant_modules(model).values())
     carried = "" if not native else (" (the GGUF file's 4-bit blocks carried over exactly)" if dtype == torch.float32
                                      else f" (the GGUF file's 4-bit codes carried over; scales rounded to {args.dtype})")
@@ -66,6 +72,8 @@ def quantize_cmd(args: argparse.Namespace) -> int:
     if args.verbose:
         for name, why in sorted(summary.kept.items()):
             print(f"  kept float: {name}: {why}")
+    if embedding:
+        print("token embedding stored as int8 in groups of 32 (as llama.cpp's Q8_0); --keep-embedding-float keeps it float")
     print(f"size: {_size(src) / 2**20:.1f} MiB -> {_size(out) / 2**20:.1f} MiB; tokenizer files: "
           f"{', '.join(sorted(files)) or 'none found'}")
     return 0
@@ -83,6 +91,8 @@ def add_parser(sub) -> None:
     p.add_argument("--skip", action="append", metavar="PATTERN",
                    help="keep layers matching this fnmatch pattern float (repeatable), e.g. '*.down_proj'")
     p.add_argument("--dtype", default="float32", help="dtype of the float parts: float32 | bfloat16 | float16")
+    p.add_argument("--keep-embedding-float", action="store_true",
+                   help="store the token embedding as float (default for int4/int8: int8 in groups of 32, as Q8_0)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("-v", "--verbose", action="store_true", help="list the layers kept float and why")
     p.set_defaults(func=quantize_cmd)

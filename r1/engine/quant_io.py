@@ -11,9 +11,17 @@ with a Q8_0 layer re-quantized to int8):
                                "weight_block_size": [128, 128]}
   int4  <layer>.qweight  uint8 (N, K/2), byte j of a row = q[2j] << 4 | q[2j+1], codes q in 0..15
         <layer>.scales   (N, K/G) float, <layer>.zeros (N, K/G) float: W = (q - 8) * scale + zero per group
+        or, when both fit float16 exactly (a GGUF Q4_0/Q4_1 source: its d and m are float16),
+        <layer>.scales float16 and <layer>.mins (N, K/G) float16: W = q * scale + min, the same weights
+        (zero = min + 8 * scale, computed in float32 at load) in half the bytes
   int8  <layer>.qweight  int8 (N, K), <layer>.scales (N,) float: W = qweight * scale
         quantization_config = {"quant_method": "r1", "format_version": 1, "scheme": "int4" | "int8" | "mixed",
                                "group_size": G, "schemes": {scheme: layer count}, "modules_not_converted": [...]}
+
+The token embedding may be stored quantized too (`save_quantized(..., embedding=True)`, what `r1 quantize`
+does for int4 and int8), as llama.cpp's 4-bit files keep it in Q8_0: model.embed_tokens.qweight int8 (V, H)
+and model.embed_tokens.scales float16 (V, H/32), W = qweight * scale per group of 32. It is dequantized at
+load (the table is read by rows, not multiplied); a Q8_0 source round-trips bit for bit.
 
 Biases and every non-quantized tensor are stored as in a float checkpoint (HF names). The layouts are the
 portable ones: the kernels' packed forms depend on device and CPU, so they are rebuilt at load.
@@ -39,8 +47,11 @@ from r1.model import CausalLM
 DEEPSEEK_FP8_CONFIG = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
                        "weight_block_size": [128, 128]}
 R1_QUANT_METHOD = "r1"
-FORMAT_VERSION = 1
-QUANT_LEAVES = ("qweight", "scales", "zeros", "weight_scale_inv")
+FORMAT_VERSION = 2  # 2 added the float16 scales/mins int4 form and the int8 embedding; 1 still reads
+READS_VERSIONS = (1, 2)
+QUANT_LEAVES = ("qweight", "scales", "zeros", "mins", "weight_scale_inv")
+EMBED = "model.embed_tokens"
+EMBED_GROUP = 32
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
                    "chat_template.jinja")
 
@@ -84,9 +95,9 @@ def _check_supported(qc: dict, where: str) -> None:
             raise FormatError(f"{where}: quantization_config fp8 with fmt={qc.get('fmt')!r}, weight_block_size="
                               f"{qc.get('weight_block_size')!r}; r1 reads e4m3 with 128x128 blocks (DeepSeek's)")
     elif method == R1_QUANT_METHOD:
-        if qc.get("format_version") != FORMAT_VERSION:
+        if qc.get("format_version") not in READS_VERSIONS:
             raise FormatError(f"{where}: quantization_config format_version={qc.get('format_version')!r}; "
-                              f"this r1 reads version {FORMAT_VERSION}")
+                              f"this r1 reads versions {', '.join(map(str, READS_VERSIONS))}")
     else:
         raise FormatError(f"{where}: quantization_config quant_method={method!r} is not supported "
                           f"(r1 reads 'fp8' as DeepSeek ships it, and its own {R1_QUANT_METHOD!r})")
@@ -113,12 +124,49 @@ def tokenizer_files(source: str | Path) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- save
-def _tensors(model: CausalLM, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+def half_int4(parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An int4 layer's scales/zeros as float16 scales/mins when that is exact, else as they are."""
+    s, z = parts["scales"].float(), parts["zeros"].float()
+    s16 = s.to(torch.float16)
+    m16 = (z - 8 * s).to(torch.float16)
+    if torch.isfinite(s16).all() and torch.isfinite(m16).all() and torch.equal(s16.float(), s) \
+            and torch.equal(m16.float() + 8 * s16.float(), z):
+        return {"qweight": parts["qweight"], "scales": s16, "mins": m16}
+    return parts
+
+
+def quantize_embedding(table: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(V, H) float -> int8 codes and float16 scales per group of 32 (llama.cpp's Q8_0): scale = amax / 127
+    (as float16), codes = round(W / scale). A table dequantized from Q8_0 comes back exactly."""
+    v, h = table.shape
+    if h % EMBED_GROUP:
+        raise ValueError(f"embedding width {h} is not a multiple of {EMBED_GROUP}")
+    g = table.float().reshape(v, h // EMBED_GROUP, EMBED_GROUP)
+    scale = (g.abs().amax(-1) / 127).to(torch.float16)
+    if not torch.isfinite(scale).all():
+        raise ValueError("embedding values exceed float16's range; keep it float (embedding=False)")
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale).float()
+    q = torch.round(g / safe[..., None]).clamp(-127, 127).to(torch.int8)
+    return {"qweight": q.reshape(v, h).contiguous(), "scales": scale.contiguous()}
+
+
+def dequantize_embedding(q: torch.Tensor, scales: torch.Tensor, where: str) -> torch.Tensor:
+    v, h = q.shape if q.dim() == 2 else (0, 0)
+    if q.dtype != torch.int8 or q.dim() != 2 or tuple(scales.shape) != (v, h // EMBED_GROUP) or h % EMBED_GROUP:
+        raise FormatError(f"{where}: {EMBED}: int8 codes {q.dtype} {tuple(q.shape)} and scales {tuple(scales.shape)} "
+                          f"do not form groups of {EMBED_GROUP}")
+    return (q.float().reshape(v, -1, EMBED_GROUP) * scales.float()[..., None]).reshape(v, h)
+
+
+def _tensors(model: CausalLM, dtype: torch.dtype | None, embedding: bool = False) -> dict[str, torch.Tensor]:
     cfg = model.config
     out: dict[str, torch.Tensor] = {}
     qm = quant_modules(model)
     for name, m in qm.items():
-        for leaf, t in m.export().items():
+        parts = m.export()
+        if isinstance(m, Int4Linear):
+            parts = half_int4(parts)
+        for leaf, t in parts.items():
             out[ours_to_hub(f"{name}.{leaf}", cfg)] = t.detach().cpu().contiguous()
     for name, t in model.state_dict().items():  # quantized buffers are non-persistent: only biases of qm here
         if cfg.tie_word_embeddings and name == "lm_head.weight":
@@ -129,9 +177,16 @@ def _tensors(model: CausalLM, dtype: torch.dtype | None) -> dict[str, torch.Tens
         out[ours_to_hub(name, cfg)] = t.contiguous()
     emb = model.model.embed_tokens
     table = emb.weight if isinstance(emb, nn.Embedding) else emb.dequantize()  # GGUFEmbedding: blocks, no .weight
-    if not isinstance(emb, nn.Embedding):
-        out["model.embed_tokens.weight"] = table.to(dtype or table.dtype).contiguous()
     head = model.lm_head.dequantize() if isinstance(model.lm_head, QuantLinear) else model.lm_head.weight
+    if embedding:  # stored quantized; the head (tied or an MTP copy) reads the same dequantized table
+        out.pop(f"{EMBED}.weight", None)
+        packed = quantize_embedding(table.detach().cpu())
+        out.update({f"{EMBED}.{k}": v for k, v in packed.items()})
+        table = dequantize_embedding(packed["qweight"], packed["scales"], "save")
+        if cfg.tie_word_embeddings:
+            head = table
+    elif not isinstance(emb, nn.Embedding):
+        out["model.embed_tokens.weight"] = table.to(dtype or table.dtype).contiguous()
     for hub, ours in mtp_copies(cfg).items():  # DeepSeek's layout repeats embedding and head per MTP layer
         src = head if ours == "lm_head.weight" else table
         out[hub] = src.detach().cpu().to(dtype or src.dtype).clone()  # safetensors refuses shared storage
@@ -139,13 +194,15 @@ def _tensors(model: CausalLM, dtype: torch.dtype | None) -> dict[str, torch.Tens
 
 
 def save_quantized(model: CausalLM, folder: str | Path, dtype: torch.dtype | None = None,
-                   extra_files: dict[str, str] | None = None, max_shard_bytes: int = 2 << 30) -> Path:
+                   extra_files: dict[str, str] | None = None, max_shard_bytes: int = 2 << 30,
+                   embedding: bool = False) -> Path:
     """Write a quantized model as config.json (+ quantization_config) and safetensors shards, atomically:
     everything goes to a temp dir beside `folder`, renamed into place only when complete. `dtype` casts the
-    float (non-quantized) tensors; `extra_files` (name -> text) adds tokenizer files and the like."""
+    float (non-quantized) tensors; `extra_files` (name -> text) adds tokenizer files and the like;
+    `embedding` stores the token embedding as int8 groups of 32 (see the module docstring)."""
     folder = Path(folder)
     qc = quantization_config(model)
-    tensors = _tensors(model, dtype)
+    tensors = _tensors(model, dtype, embedding)
     hf = model.config.to_hf()
     hf["quantization_config"] = qc
     fdt = dtype or model.dtype
@@ -208,6 +265,7 @@ def load_quantized(path: str | Path, dtype: torch.dtype = torch.float32,
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     parts: dict[str, dict[str, torch.Tensor]] = {}
     floats: list[tuple[str, torch.Tensor]] = []
+    embed: dict[str, torch.Tensor] = {}
     for hub, t in iter_safetensors(path, keep_fp8=True):
         ours = hub_to_ours(hub, cfg)
         if ours is None:
@@ -215,9 +273,20 @@ def load_quantized(path: str | Path, dtype: torch.dtype = torch.float32,
         prefix, _, leaf = ours.rpartition(".")
         if prefix in linears and (leaf in QUANT_LEAVES or (leaf == "weight" and t.dtype == FP8)):
             parts.setdefault(prefix, {})[leaf] = t
+        elif prefix == EMBED and leaf in ("qweight", "scales"):
+            embed[leaf] = t
         else:
             floats.append((hub, t.to(dtype) if t.is_floating_point() else t))
+    if embed:
+        if set(embed) != {"qweight", "scales"}:
+            raise FormatError(f"{path}: {EMBED} has {sorted(embed)}; a quantized embedding needs qweight and scales")
+        floats.append((f"{EMBED}.weight", dequantize_embedding(embed["qweight"], embed["scales"], str(path)).to(dtype)))
     for name, p in parts.items():
+        if "mins" in p:  # the float16 form: zero = min + 8 * scale, in float32 as the writer checked
+            if set(p) != {"qweight", "scales", "mins"}:
+                raise FormatError(f"{path}: layer {name}: mins come with qweight and scales only, got {sorted(p)}")
+            p = {"qweight": p["qweight"], "scales": p["scales"].float(),
+                 "zeros": p["mins"].float() + 8 * p["scales"].float()}
         built = _build(name, p, linears[name], str(path))
         if isinstance(built, torch.Tensor):  # a layer the model reads as a plain weight: float it is
             floats.append((ours_to_hub(f"{name}.weight", cfg), built.to(dtype)))
