@@ -162,3 +162,19 @@ def test_code_recipe_runs_with_the_sandboxed_reward(tmp_path):
     assert "rewards/code_binary_reward/mean" in metrics[-1]
     ev = json.loads((runs / "rl" / "eval.json").read_text())
     assert set(ev["sets"]) == {"code/d1"} and 0 <= ev["all"]["pass@1"] <= 1
+
+
+def test_a_report_keeps_the_measured_sections_of_recipes_not_rerun():
+    """Rerunning only some recipes must not drop the others' results: their sections and claim rows are
+    carried over from the previous report, marked as such (and carried once, however often it is made)."""
+    from r1.train.results import CARRIED, carry_over
+
+    old = ("# Results\n\n## r1\n\nold r1\n\n## code\n\nRecipe `recipes/code.yaml`.\n\n| a |\n\n## Claims\n\n"
+           "| claim | holds | numbers |\n|---|---|---|\n| R1: old | yes | 1 |\n| Code: runs | yes | 0.57 |\n")
+    new = "# Results\n\n## r1\n\nnew r1\n\n## Claims\n\n| claim | holds | numbers |\n|---|---|---|\n| R1: new | yes | 2 |\n"
+    out = carry_over(new, old, {"r1"})
+    assert "new r1" in out and "old r1" not in out and "| R1: old" not in out
+    assert f"## code\n\n{CARRIED}\n\nRecipe `recipes/code.yaml`." in out
+    assert out.endswith("| R1: new | yes | 2 |\n| Code: runs | yes | 0.57 (carried over) |\n")
+    assert carry_over(new, out, {"r1"}) == out
+    assert carry_over(new, old, {"r1", "code"}) == new  # rerun: nothing carried

@@ -8,6 +8,7 @@ of each claim of the recipe issue with the numbers behind it. Nothing in it is t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,20 @@ COLUMNS = [("pass@1", "pass@1", "{:.3f}"), ("cons@8", "cons@k", "{:.3f}"), ("for
            ("language", "language_consistency_rate", "{:.3f}"), ("reasons", "reasoning_rate", "{:.2f}"),
            ("acc. reasoned", "accuracy_reasoned", "{:.3f}"), ("acc. direct", "accuracy_direct", "{:.3f}"),
            ("misread", "misread_rate", "{:.3f}"), ("length", "mean_response_tokens", "{:.0f}")]
+
+
+def recipe_notes(path: str) -> list[str]:
+    """The recipe's own header comment (what it does, what changed and why), quoted: written beside the
+    recipe, so the report stays generated from sources alone."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    notes = []
+    for line in p.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        notes.append("> " + line.lstrip("#").strip() if line.strip("# ") else ">")
+    return [*notes, ""] if notes else []
 
 
 def set_label(s: dict) -> str:
@@ -229,6 +244,7 @@ def render(runs: dict, docs: Path) -> str:
             continue
         suite = next((s["eval_doc"]["suite"] for s in rec["stages"] if s.get("eval_doc")), None)
         lines += [f"## {name}", "", f"Recipe `{rec['path']}`; stage time total {rec['total_s'] / 60:.1f} min.", ""]
+        lines += recipe_notes(rec["path"])
         if suite:
             sets = ", ".join(set_label(s) for s in suite["sets"])
             lines += [f"Held-out eval: test split, {suite['limit']} problems per set ({sets}), k={suite['k']} samples "
@@ -281,8 +297,40 @@ def render(runs: dict, docs: Path) -> str:
     return "\n".join(lines)
 
 
+# The claims each recipe's records support, by the start of the claim's text: what a carried-over
+# section brings along from the previous report.
+CLAIMS_OF = {"distill": ("Distilled student",), "code": ("Code:",)}
+CARRIED = "*Carried over from the previous docs/results.md: this recipe was not rerun for this report.*"
+
+
+def carry_over(new: str, old: str, ran: set[str]) -> str:
+    """`new` with the sections (and claim rows) of recipes that have no runs here taken from `old`, marked
+    as carried: a report made on a machine that reran only some recipes keeps the others' measured results
+    instead of dropping them."""
+    def section(text: str, name: str) -> str | None:
+        m = re.search(rf"^## {re.escape(name)}\n.*?(?=^## |\Z)", text, re.S | re.M)
+        return m.group(0) if m else None
+
+    carried, rows = [], []
+    for name in RECIPES:
+        if name in ran or not (sec := section(old, name)):
+            continue
+        if CARRIED not in sec:
+            sec = sec.replace("\n\n", f"\n\n{CARRIED}\n\n", 1)
+        carried.append(sec.rstrip() + "\n\n")
+        rows += [r if r.endswith("(carried over) |") else r.removesuffix(" |") + " (carried over) |"
+                 for r in old.splitlines() if r.startswith(tuple(f"| {c}" for c in CLAIMS_OF.get(name, ())))]
+    if not carried:
+        return new
+    head, claims = new.split("## Claims\n", 1) if "## Claims\n" in new else (new, "")
+    claims = claims.rstrip("\n") + "\n" + "\n".join(rows) + "\n" if rows else claims
+    return head + "".join(carried) + "## Claims\n" + claims
+
+
 def write_report(runs: Path, docs: Path) -> Path:
     data = load_runs(runs)
     if not data:
         raise SystemExit(f"no pipeline runs under {runs} (expected {', '.join(f'{runs}/{r}/pipeline.json' for r in RECIPES)})")
-    return atomic_write_text(docs / "results.md", render(data, docs))
+    out = docs / "results.md"
+    old = out.read_text(encoding="utf-8") if out.is_file() else ""
+    return atomic_write_text(out, carry_over(render(data, docs), old, set(data)))
