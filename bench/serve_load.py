@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from r1.serve.health import wait_healthy
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -186,19 +188,12 @@ def run(args: argparse.Namespace) -> dict:
                     "round_s": args.duration, "max_tokens": args.max_tokens, "max_num_seqs": args.max_num_seqs,
                     "max_waiting": args.max_waiting, "top_p": args.top_p}
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if server.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"the server exited: {log.read()[-2000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not become healthy in 600 s")
-            time.sleep(0.5)
+        why = wait_healthy(url, server, 600)
+        if why == "exited":
+            log.seek(0)
+            raise RuntimeError(f"the server exited: {log.read()[-2000:]}")
+        if why:
+            raise RuntimeError("the server did not become healthy in 600 s")
         httpx.post(url + "/v1/chat/completions", timeout=300, json={  # warm-up
             "model": name, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}).raise_for_status()
         result["rss_start_mb"] = round(rss_mb(server.pid), 1)

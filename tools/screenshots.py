@@ -15,10 +15,8 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,23 +37,18 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("screenshots: needs Debian's chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
+    from r1.serve.health import wait_healthy
+
     port = _free_port()
     cmd = [sys.executable, "-m", "r1", "serve", *([args.model] if args.model else []), "--host", "127.0.0.1",
            "--port", str(port)]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise SystemExit(f"screenshots: r1 serve exited: {server.stderr.read()[-500:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
+        why = wait_healthy(url, server, 120)
+        if why == "exited":
+            raise SystemExit(f"screenshots: r1 serve exited: {server.stderr.read()[-500:]}")
+        if why:
             raise SystemExit("screenshots: the server did not become healthy in 120 s")
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from r1.chat.r1_template import THINK_CLOSE
 from r1.chat.reasoning import close_reasoning
 from r1.eval.backend import Backend, Generation, as_generation, describe
 from r1.eval.metrics import k_ladder, majority_vote, mean, pass_at_k, stderr
@@ -143,7 +144,7 @@ def grade_sample(gen: Generation, parsed: Parsed, correct: bool, problem: Proble
         "followed_question": (family.operands_followed(parsed.reasoning, problem)
                               if hasattr(family, "operands_followed") and parsed.reasoning else None),
         # the no-thinking mode leaked: a </think> (and the reasoning before it) in the answer
-        "leaked_reasoning": not think_in_prompt and "</think>" in gen.text,
+        "leaked_reasoning": not think_in_prompt and THINK_CLOSE in gen.text,
         "response_tokens": n_tokens,
         "reasoning_tokens": backend.count_tokens(reasoning) if reasoning else 0,
         "finish_reason": gen.finish_reason,

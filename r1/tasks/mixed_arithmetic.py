@@ -10,7 +10,6 @@ steps a small model can take reliably (one-shot "128 * 7 = 896" it cannot).
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 
 from r1.tasks import arithmetic
@@ -27,6 +26,7 @@ NEGATIVE_SHARE = 0.3  # of differences, chosen to come out negative
 
 grade = arithmetic.grade
 answer_key = arithmetic.answer_key
+operands_followed = arithmetic.operands_followed  # the eval's "reasoned about other numbers" check
 
 
 def _operand(rng: random.Random) -> int:
@@ -77,10 +77,4 @@ def _mul_steps(a: int, b: int) -> list[str]:
 def trace(problem: Problem) -> str:
     if problem.meta["op"] == "mul":
         return "\n".join(_mul_steps(problem.meta["a"], problem.meta["b"]))
-    return arithmetic.trace(dataclasses.replace(problem, task=arithmetic.NAME))
-
-
-def operands_followed(reasoning: str, problem: Problem) -> bool:
-    """Whether the reasoning works on the question's numbers: its first two numbers are the operands
-    (the failure this catches: "128 times 7" reasoned as 12 * 78)."""
-    return arithmetic.operands_followed(reasoning, problem)
+    return arithmetic.trace(problem)  # add/sub read only the meta
